@@ -1,0 +1,54 @@
+// The operations a transformer forward pass needs, on the CPU. Each works on plain float rows;
+// weights stay in their file type and are never dequantized as a whole.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "backend/thread_pool.h"
+#include "tensor/dtype.h"
+
+namespace tf {
+
+// A 2-D weight matrix as stored in the file: `rows` rows of `cols` elements of `type`.
+struct WeightView {
+  DType type = DType::F32;
+  const uint8_t* data = nullptr;
+  int64_t cols = 0;  // ne[0]: the reduction dimension
+  int64_t rows = 0;  // ne[1]: output features
+  size_t row_stride = 0;
+  const uint8_t* row(int64_t r) const { return data + size_t(r) * row_stride; }
+  bool empty() const { return data == nullptr; }
+};
+
+// out = x / rms(x) (* w when w is not null). The sum of squares is accumulated in double, as
+// llama.cpp does, so that results agree to the last bits on long rows.
+void rms_norm(const float* x, const float* w, float* out, int64_t n, float eps);
+
+// y[t][r] = dot(W[r], x[t]) for t < n_tok. Activations are first converted to the weight
+// type's vec_dot_type in `act_scratch` (grown if needed; reuse it to avoid allocation).
+void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok, float* y,
+            std::vector<uint8_t>& act_scratch);
+
+// One row of an embedding matrix (any supported type) as floats.
+void get_row(const WeightView& w, int64_t r, float* out);
+
+void add_inplace(float* x, const float* y, int64_t n);
+// gate[i] = silu(gate[i]) * up[i]
+void silu_mul_inplace(float* gate, const float* up, int64_t n);
+
+// Rotary position embedding of one token's heads, in place.
+struct RopeParams {
+  int n_rot = 0;             // rotated dimensions per head (usually head_dim)
+  bool neox = false;         // NeoX layout pairs (i, i + n_rot/2); normal pairs (2i, 2i+1)
+  float freq_base = 10000.f;
+  float freq_scale = 1.f;    // linear scaling: position * freq_scale
+  const float* freq_factors = nullptr;  // optional per-pair divisors (Llama 3 rope_freqs)
+};
+void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p);
+
+// Softmax of n values in place (max-subtracted, sum in double).
+void softmax_inplace(float* x, int64_t n);
+
+}  // namespace tf

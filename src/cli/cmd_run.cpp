@@ -1,0 +1,105 @@
+// tokenfab run: generate a continuation of a prompt, streamed to stdout.
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/commands.h"
+#include "tokenfab/tokenfab.h"
+
+namespace tf::cli {
+
+namespace {
+struct RunArgs {
+  std::string model, prompt;
+  int n_predict = 128;
+  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f;
+  int top_k = 40;
+  float repeat_penalty = 1.0f, freq_penalty = 0.f, presence_penalty = 0.f;
+  int repeat_last_n = 64;
+  int64_t seed = -1;
+  int threads = 0;
+  int64_t ctx = 0;
+  bool json = false, ignore_eos = false;
+};
+
+int run(const RunArgs& a) {
+  LoadOptions lo;
+  lo.n_threads = a.threads;
+  lo.n_ctx = a.ctx;
+  auto engine = Engine::load(a.model, lo);
+  GenerateOptions go;
+  go.n_predict = a.n_predict;
+  go.ignore_eos = a.ignore_eos;
+  SamplingParams& s = go.sampling;
+  s.temperature = a.temp;
+  s.top_k = a.top_k;
+  s.top_p = a.top_p;
+  s.min_p = a.min_p;
+  s.repeat_penalty = a.repeat_penalty;
+  s.frequency_penalty = a.freq_penalty;
+  s.presence_penalty = a.presence_penalty;
+  s.penalty_last_n = a.repeat_last_n;
+  if (a.seed >= 0) s.seed = uint64_t(a.seed);
+
+  std::function<bool(const std::string&)> stream;
+  if (!a.json) {
+    stream = [](const std::string& piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    };
+  }
+  const Generation g = engine->generate(a.prompt, go, stream);
+  const Timings& t = g.timings;
+  if (a.json) {
+    nlohmann::json j;
+    j["prompt_tokens"] = g.prompt_ids;
+    j["tokens"] = g.tokens;
+    j["text"] = g.text;
+    j["stop_reason"] = g.stop_reason;
+    j["timings"] = {{"prompt_n", t.prompt_tokens},   {"prompt_ms", t.prompt_ms},
+                    {"prompt_per_second", t.prompt_tps()}, {"predicted_n", t.gen_tokens},
+                    {"predicted_ms", t.gen_ms},      {"predicted_per_second", t.gen_tps()},
+                    {"threads", engine->n_threads()}};
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("\n");
+  }
+  std::fprintf(stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | %d threads | stop: %s\n",
+               (long long)t.prompt_tokens, t.prompt_tps(), (long long)t.gen_tokens, t.gen_tps(),
+               engine->n_threads(), g.stop_reason.c_str());
+  return 0;
+}
+}  // namespace
+
+Runner add_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* c = app.add_subcommand("run", "generate text from a prompt");
+  c->add_option("-m,--model", a->model, "GGUF model file")->required();
+  c->add_option("-p,--prompt", a->prompt, "prompt text (special tokens are parsed)");
+  c->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1: until EOS / full)")
+      ->check(CLI::Range(-1, 1 << 30));
+  c->add_option("--temp", a->temp, "temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
+  c->add_option("--top-k", a->top_k, "top-k (0 = off)")->check(CLI::Range(0, 1 << 30));
+  c->add_option("--top-p", a->top_p, "top-p (1 = off)")->check(CLI::Range(0.0, 1.0));
+  c->add_option("--min-p", a->min_p, "min-p (0 = off)")->check(CLI::Range(0.0, 1.0));
+  c->add_option("--repeat-penalty", a->repeat_penalty, "repetition penalty (1 = off)")
+      ->check(CLI::Range(0.01, 100.0));
+  c->add_option("--repeat-last-n", a->repeat_last_n, "tokens the penalties look back (-1 = all)")
+      ->check(CLI::Range(-1, 1 << 30));
+  c->add_option("--frequency-penalty", a->freq_penalty, "frequency penalty")
+      ->check(CLI::Range(-2.0, 2.0));
+  c->add_option("--presence-penalty", a->presence_penalty, "presence penalty")
+      ->check(CLI::Range(-2.0, 2.0));
+  c->add_option("--seed", a->seed, "random seed (-1 = random)")
+      ->check(CLI::Range(int64_t(-1), int64_t(0xFFFFFFFE)));
+  c->add_option("-t,--threads", a->threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
+  c->add_option("-c,--ctx-size", a->ctx, "context size (0 = model's, at most 4096)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 24));
+  c->add_flag("--ignore-eos", a->ignore_eos, "keep generating past end-of-sequence tokens");
+  c->add_flag("--json", a->json, "print one JSON object instead of streaming text");
+  return [a] { return run(*a); };
+}
+
+}  // namespace tf::cli

@@ -1,0 +1,162 @@
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "tokenfab/tokenfab.h"
+
+namespace tf {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+}  // namespace
+
+int auto_threads(size_t weight_bytes) {
+  const int hw = std::max(1u, std::thread::hardware_concurrency());
+  // Below a few MiB of weights a token takes microseconds, and waking a second thread for
+  // each of the dozens of small operations costs more than it saves.
+  if (weight_bytes < (size_t(16) << 20)) return 1;
+  return hw;
+}
+
+std::unique_ptr<Engine> Engine::load(const std::string& path, const LoadOptions& opts) {
+  if (opts.n_threads < 0 || opts.n_threads > 1024) throw Error("thread count must be in 0..1024");
+  if (opts.n_ctx < 0) throw Error("context size must be >= 0");
+  if (opts.n_batch <= 0) throw Error("batch size must be > 0");
+  std::unique_ptr<Engine> e(new Engine());
+  e->opts_ = opts;
+  e->model_ = Model::load(path);
+  e->tok_ = Tokenizer::from_gguf(e->model_->file());
+  if (e->tok_->n_vocab() != e->model_->config().n_vocab)
+    throw Error(path + ": tokenizer has " + std::to_string(e->tok_->n_vocab()) +
+                " tokens but the model's embedding has " +
+                std::to_string(e->model_->config().n_vocab));
+  e->n_threads_ = opts.n_threads > 0 ? opts.n_threads : auto_threads(e->model_->weight_bytes());
+  ContextParams cp;
+  cp.n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min<int64_t>(e->model_->config().n_ctx_train, 4096);
+  cp.n_batch = opts.n_batch;
+  cp.n_threads = e->n_threads_;
+  e->ctx_ = std::make_unique<Context>(*e->model_, cp);
+  return e;
+}
+
+std::vector<TokenId> Engine::tokenize(const std::string& text, bool add_special,
+                                      bool parse_special) const {
+  return tok_->encode(text, add_special, parse_special);
+}
+
+Generation Engine::generate(const std::string& prompt, const GenerateOptions& opts,
+                            const std::function<bool(const std::string&)>& on_text) {
+  return generate_ids(tokenize(prompt, true, opts.parse_special), opts, on_text);
+}
+
+Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateOptions& opts,
+                                const std::function<bool(const std::string&)>& on_text) {
+  Generation g;
+  g.prompt_ids = std::move(prompt_ids);
+  const int64_t n_ctx = ctx_->n_ctx();
+  if (g.prompt_ids.empty()) throw Error("the prompt is empty and the model adds no BOS token");
+  if (int64_t(g.prompt_ids.size()) > n_ctx)
+    throw Error("the prompt is " + std::to_string(g.prompt_ids.size()) +
+                " tokens, more than the context size " + std::to_string(n_ctx) +
+                " (use a larger -c or a shorter prompt)");
+  Sampler sampler(opts.sampling);
+  for (TokenId t : g.prompt_ids) sampler.accept(t);
+  ctx_->kv().truncate(0, 0);
+
+  // Prompt: one batch, logits for the last token only.
+  auto t0 = Clock::now();
+  Batch batch;
+  for (size_t i = 0; i < g.prompt_ids.size(); ++i)
+    batch.add(g.prompt_ids[i], int32_t(i), 0, i + 1 == g.prompt_ids.size());
+  ctx_->decode(batch);
+  g.timings.prompt_ms = ms_since(t0);
+  g.timings.prompt_tokens = int64_t(g.prompt_ids.size());
+
+  StreamDecoder dec(*tok_);
+  std::vector<float> logits(size_t(ctx_->n_vocab()));
+  int32_t pos = int32_t(g.prompt_ids.size());
+  t0 = Clock::now();
+  g.stop_reason = "length";
+  for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
+    std::copy(ctx_->logits(0), ctx_->logits(0) + ctx_->n_vocab(), logits.begin());
+    if (opts.ignore_eos)
+      for (TokenId id = 0; id < tok_->n_vocab(); ++id)
+        if (tok_->is_eog(id)) logits[size_t(id)] = -INFINITY;
+    const TokenId tok = sampler.sample(logits.data(), ctx_->n_vocab());
+    sampler.accept(tok);
+    g.tokens.push_back(tok);
+    if (tok_->is_eog(tok)) {
+      g.stop_reason = "eos";
+      break;
+    }
+    const std::string piece = dec.push(tok);
+    g.text += piece;
+    if (on_text && !piece.empty() && !on_text(piece)) {
+      g.stop_reason = "cancelled";
+      break;
+    }
+    if (opts.n_predict >= 0 && i + 1 >= opts.n_predict) break;
+    if (pos >= n_ctx) {
+      g.stop_reason = "context";
+      break;
+    }
+    batch.clear();
+    batch.add(tok, pos++, 0, true);
+    ctx_->decode(batch);
+  }
+  const std::string rest = dec.flush();
+  g.text += rest;
+  if (on_text && !rest.empty()) on_text(rest);
+  g.timings.gen_ms = ms_since(t0);
+  g.timings.gen_tokens = int64_t(g.tokens.size());
+  return g;
+}
+
+PerplexityResult Engine::perplexity(const std::string& text_in, int64_t n_ctx) {
+  if (n_ctx < 4) throw Error("perplexity: the context size must be at least 4");
+  // Like llama-perplexity: one trailing newline is dropped before tokenizing.
+  std::string text = text_in;
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  const std::vector<TokenId> ids = tok_->encode(text, true, false);
+  PerplexityResult r;
+  r.n_tokens = int64_t(ids.size());
+  const int64_t n_chunks = r.n_tokens / n_ctx;
+  if (n_chunks == 0)
+    throw Error("perplexity: the text has " + std::to_string(r.n_tokens) +
+                " tokens, fewer than one window of " + std::to_string(n_ctx));
+  ContextParams cp;
+  cp.n_ctx = n_ctx;
+  cp.n_batch = std::max<int64_t>(n_ctx, opts_.n_batch);
+  cp.n_threads = n_threads_;
+  Context ctx(*model_, cp);
+  const int64_t first = n_ctx / 2;
+  double nll_sum = 0;
+  int64_t count = 0;
+  std::vector<float> lsm;
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    ctx.kv().truncate(0, 0);
+    Batch batch;
+    for (int64_t j = 0; j < n_ctx; ++j) {
+      TokenId t = ids[size_t(c * n_ctx + j)];
+      if (j == 0 && tok_->add_bos() && tok_->bos() >= 0) t = tok_->bos();
+      batch.add(t, int32_t(j), 0, j >= first && j < n_ctx - 1);
+    }
+    ctx.decode(batch);
+    double chunk_nll = 0;
+    for (int64_t j = first; j < n_ctx - 1; ++j) {
+      log_softmax(ctx.logits(j - first), ctx.n_vocab(), lsm);
+      chunk_nll -= lsm[size_t(ids[size_t(c * n_ctx + j + 1)])];
+    }
+    nll_sum += chunk_nll;
+    count += n_ctx - 1 - first;
+    r.chunk_ppl.push_back(std::exp(chunk_nll / double(n_ctx - 1 - first)));
+  }
+  r.ppl = std::exp(nll_sum / double(count));
+  return r;
+}
+
+}  // namespace tf

@@ -1,0 +1,88 @@
+#include "model/config.h"
+
+#include "format/gguf.h"
+#include "util/error.h"
+
+namespace tf {
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::LLAMA: return "llama";
+    case Arch::QWEN2: return "qwen2";
+    case Arch::QWEN3: return "qwen3";
+  }
+  return "?";
+}
+
+namespace {
+
+// Reads a positive integer hyper-parameter and checks it against a sanity bound, so that a
+// corrupt file cannot make us allocate absurd buffers later.
+int64_t get_dim(const gguf::File& f, const std::string& key, int64_t def, int64_t max) {
+  const int64_t v = f.get_int_or(key, def);
+  if (v <= 0 || v > max)
+    throw Error(f.path() + ": metadata '" + key + "' = " + std::to_string(v) +
+                " is out of range (1.." + std::to_string(max) + ")");
+  return v;
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
+  ModelConfig c;
+  if (!f.has("general.architecture"))
+    throw Error(f.path() + ": metadata 'general.architecture' is missing");
+  c.arch_name = f.get_string("general.architecture");
+  if (c.arch_name == "llama") {
+    c.arch = Arch::LLAMA;
+  } else if (c.arch_name == "qwen2") {
+    c.arch = Arch::QWEN2;
+    c.qkv_bias = true;
+  } else if (c.arch_name == "qwen3") {
+    c.arch = Arch::QWEN3;
+    c.qk_norm = true;
+  } else {
+    throw Error(f.path() + ": unsupported architecture '" + c.arch_name +
+                "' (supported: llama, qwen2, qwen3)");
+  }
+  const std::string a = c.arch_name + ".";
+  constexpr int64_t kMaxDim = int64_t(1) << 20;
+  c.n_embd = get_dim(f, a + "embedding_length", 0, kMaxDim);
+  c.n_layer = get_dim(f, a + "block_count", 0, 4096);
+  c.n_ff = get_dim(f, a + "feed_forward_length", 0, kMaxDim);
+  c.n_head = get_dim(f, a + "attention.head_count", 0, 4096);
+  c.n_head_kv = get_dim(f, a + "attention.head_count_kv", c.n_head, c.n_head);
+  if (c.n_head % c.n_head_kv != 0)
+    throw Error(f.path() + ": head_count " + std::to_string(c.n_head) +
+                " is not a multiple of head_count_kv " + std::to_string(c.n_head_kv));
+  const int64_t def_head_dim = c.n_embd % c.n_head == 0 ? c.n_embd / c.n_head : 0;
+  c.head_dim = get_dim(f, a + "attention.key_length", def_head_dim, 4096);
+  const int64_t v_dim = get_dim(f, a + "attention.value_length", c.head_dim, 4096);
+  if (v_dim != c.head_dim)
+    throw Error(f.path() + ": attention.value_length != key_length is not supported");
+  c.n_ctx_train = get_dim(f, a + "context_length", 2048, int64_t(1) << 24);
+  c.rms_eps = float(f.get_float_or(a + "attention.layer_norm_rms_epsilon", 1e-5));
+  if (!(c.rms_eps > 0.f && c.rms_eps < 1.f))
+    throw Error(f.path() + ": metadata '" + a + "attention.layer_norm_rms_epsilon' is out of range");
+  c.n_rot = int(get_dim(f, a + "rope.dimension_count", c.head_dim, c.head_dim));
+  if (c.n_rot % 2 != 0 || c.n_rot > 1024)
+    throw Error(f.path() + ": rope.dimension_count must be even and <= 1024");
+  c.rope_neox = c.arch != Arch::LLAMA;
+  c.rope_freq_base = float(f.get_float_or(a + "rope.freq_base", 10000.0));
+  if (!(c.rope_freq_base > 1.f))
+    throw Error(f.path() + ": metadata '" + a + "rope.freq_base' must be > 1");
+  // Linear position interpolation (rope.scaling.type = "linear"); Llama 3 style scaling comes
+  // as the rope_freqs.weight tensor and is applied by the model.
+  const std::string scaling = f.get_string_or(a + "rope.scaling.type", "none");
+  if (scaling == "linear") {
+    const double factor = f.get_float_or(a + "rope.scaling.factor", 1.0);
+    if (!(factor > 0.0)) throw Error(f.path() + ": rope.scaling.factor must be > 0");
+    c.rope_freq_scale = float(1.0 / factor);
+  } else if (scaling != "none" && scaling != "llama3") {
+    throw Error(f.path() + ": unsupported rope.scaling.type '" + scaling + "'");
+  }
+  c.n_vocab = f.get_int_or(a + "vocab_size", 0);  // 0: taken from token_embd.weight
+  return c;
+}
+
+}  // namespace tf

@@ -1,0 +1,176 @@
+#include "model/context.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "tensor/fp16.h"
+#include "util/error.h"
+
+namespace tf {
+
+namespace {
+inline float round_f16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
+}  // namespace
+
+Context::Context(const Model& model, const ContextParams& params)
+    : model_(model),
+      cfg_(model.config()),
+      n_batch_(std::max<int64_t>(1, params.n_batch)),
+      n_vocab_(cfg_.n_vocab),
+      pool_(params.n_threads),
+      kv_(cfg_.n_layer, params.n_seq, params.n_ctx > 0 ? params.n_ctx : cfg_.n_ctx_train,
+          cfg_.kv_dim()) {
+  const size_t nb = size_t(n_batch_);
+  x_.resize(nb * cfg_.n_embd);
+  xb_.resize(nb * std::max(cfg_.n_embd, cfg_.q_dim()));
+  xb2_.resize(nb * cfg_.n_embd);
+  q_.resize(nb * cfg_.q_dim());
+  k_.resize(nb * cfg_.kv_dim());
+  v_.resize(nb * cfg_.kv_dim());
+  att_.resize(nb * cfg_.q_dim());
+  hb_.resize(nb * cfg_.n_ff);
+  hb2_.resize(nb * cfg_.n_ff);
+  scores_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
+}
+
+void Context::decode(const Batch& b) {
+  const int64_t n = int64_t(b.size());
+  if (b.pos.size() != b.tokens.size() || b.seq.size() != b.tokens.size() ||
+      b.want_logits.size() != b.tokens.size())
+    throw Error("decode: batch arrays differ in length");
+  // Validate everything first, tracking how far each sequence will be filled, so a bad batch
+  // changes nothing.
+  std::vector<int32_t> len(size_t(kv_.n_seq()));
+  for (int64_t s = 0; s < kv_.n_seq(); ++s) len[size_t(s)] = kv_.seq_len(s);
+  int64_t n_out = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (b.tokens[i] < 0 || b.tokens[i] >= n_vocab_)
+      throw Error("decode: token id " + std::to_string(b.tokens[i]) + " out of range");
+    if (b.seq[i] < 0 || b.seq[i] >= kv_.n_seq())
+      throw Error("decode: sequence " + std::to_string(b.seq[i]) + " out of range");
+    if (b.pos[i] < 0 || b.pos[i] >= kv_.n_ctx())
+      throw Error("decode: position " + std::to_string(b.pos[i]) + " exceeds the context size " +
+                  std::to_string(kv_.n_ctx()));
+    int32_t& l = len[size_t(b.seq[i])];
+    if (b.pos[i] > l)
+      throw Error("decode: position " + std::to_string(b.pos[i]) + " leaves a gap in sequence " +
+                  std::to_string(b.seq[i]));
+    l = std::max(l, b.pos[i] + 1);
+    n_out += b.want_logits[i] ? 1 : 0;
+  }
+  if (logits_.size() < size_t(n_out) * size_t(n_vocab_)) logits_.resize(size_t(n_out) * size_t(n_vocab_));
+  n_out_ = 0;
+  for (int64_t i = 0; i < n; i += n_batch_) {
+    const int64_t m = std::min(n_batch_, n - i);
+    forward(&b.tokens[i], &b.pos[i], &b.seq[i], &b.want_logits[i], m);
+  }
+}
+
+void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* seq,
+                      const uint8_t* want, int64_t n) {
+  const ModelConfig& c = cfg_;
+  const int64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, D = c.head_dim;
+  RopeParams rope;
+  rope.n_rot = c.n_rot;
+  rope.neox = c.rope_neox;
+  rope.freq_base = c.rope_freq_base;
+  rope.freq_scale = c.rope_freq_scale;
+  rope.freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
+
+  for (int64_t t = 0; t < n; ++t) get_row(model_.tok_embd(), tokens[t], &x_[t * E]);
+
+  for (int64_t l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = model_.layer(l);
+    // Attention block.
+    for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * E], L.attn_norm.data(), &xb_[t * E], E, c.rms_eps);
+    matmul(pool_, L.wq, xb_.data(), n, q_.data(), act_);
+    matmul(pool_, L.wk, xb_.data(), n, k_.data(), act_);
+    matmul(pool_, L.wv, xb_.data(), n, v_.data(), act_);
+    for (int64_t t = 0; t < n; ++t) {
+      float* q = &q_[t * Q];
+      float* k = &k_[t * KV];
+      if (!L.bq.empty()) {
+        add_inplace(q, L.bq.data(), Q);
+        add_inplace(k, L.bk.data(), KV);
+        add_inplace(&v_[t * KV], L.bv.data(), KV);
+      }
+      if (!L.q_norm.empty()) {
+        for (int64_t h = 0; h < c.n_head; ++h) rms_norm(q + h * D, L.q_norm.data(), q + h * D, D, c.rms_eps);
+        for (int64_t h = 0; h < c.n_head_kv; ++h) rms_norm(k + h * D, L.k_norm.data(), k + h * D, D, c.rms_eps);
+      }
+      rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
+      rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
+      uint16_t* kc = kv_.k(l, seq[t], pos[t]);
+      uint16_t* vc = kv_.v(l, seq[t], pos[t]);
+      for (int64_t i = 0; i < KV; ++i) {
+        kc[i] = f32_to_fp16(k[i]);
+        vc[i] = f32_to_fp16(v_[t * KV + i]);
+      }
+    }
+    attention(l, pos, seq, n);
+    matmul(pool_, L.wo, att_.data(), n, xb2_.data(), act_);
+    for (int64_t t = 0; t < n; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
+
+    // Feed-forward block (SwiGLU).
+    for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * E], L.ffn_norm.data(), &xb_[t * E], E, c.rms_eps);
+    matmul(pool_, L.w_gate, xb_.data(), n, hb_.data(), act_);
+    matmul(pool_, L.w_up, xb_.data(), n, hb2_.data(), act_);
+    silu_mul_inplace(hb_.data(), hb2_.data(), n * F);
+    matmul(pool_, L.w_down, hb_.data(), n, xb2_.data(), act_);
+    for (int64_t t = 0; t < n; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
+  }
+
+  for (int64_t t = 0; t < n; ++t) {
+    const int32_t p = pos[t];
+    if (p + 1 > kv_.seq_len(seq[t])) kv_.set_seq_len(seq[t], p + 1);
+  }
+
+  // Final norm and output projection, only for the tokens that want logits.
+  int64_t m = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    if (!want[t]) continue;
+    rms_norm(&x_[t * E], model_.output_norm().data(), &xb_[m * E], E, c.rms_eps);
+    ++m;
+  }
+  if (m > 0) {
+    matmul(pool_, model_.output(), xb_.data(), m, logits_.data() + size_t(n_out_) * size_t(n_vocab_), act_);
+    n_out_ += m;
+  }
+}
+
+// Scaled dot-product attention of each (token, head) over its sequence's cached positions.
+// Rounding follows llama.cpp's CPU path with an fp16 cache: q and the softmax weights are
+// rounded to fp16 before their dot products with the fp16 keys and values.
+void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n) {
+  const ModelConfig& c = cfg_;
+  const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(float(D));
+  const int64_t n_ctx = kv_.n_ctx();
+  pool_.parallel_for(n * c.n_head, [&](int64_t b, int64_t e, int tid) {
+    float* sc = &scores_[size_t(tid) * size_t(n_ctx)];
+    float qh[4096];
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
+      const float* q = &q_[t * Q + h * D];
+      for (int64_t d = 0; d < D; ++d) qh[d] = round_f16(q[d]);
+      const int64_t len = int64_t(pos[t]) + 1;
+      for (int64_t j = 0; j < len; ++j) {
+        const uint16_t* k = kv_.k(layer, seq[t], j) + kvh * D;
+        float s = 0.f;
+        for (int64_t d = 0; d < D; ++d) s += qh[d] * fp16_to_f32(k[d]);
+        sc[j] = s * scale;
+      }
+      softmax_inplace(sc, len);
+      float* out = &att_[t * Q + h * D];
+      std::fill(out, out + D, 0.f);
+      for (int64_t j = 0; j < len; ++j) {
+        const float p = round_f16(sc[j]);
+        const uint16_t* v = kv_.v(layer, seq[t], j) + kvh * D;
+        for (int64_t d = 0; d < D; ++d) out[d] += p * fp16_to_f32(v[d]);
+      }
+    }
+  });
+}
+
+}  // namespace tf

@@ -1,0 +1,82 @@
+// Inference state for a model: KV cache, scratch buffers and threads, plus the forward pass.
+// A batch may hold tokens of several sequences (slots of the KV cache) at any positions, so the
+// same forward pass serves prompt processing, single-token decoding and batched serving.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/thread_pool.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+
+namespace tf {
+
+using TokenId = int32_t;
+
+struct Batch {
+  std::vector<TokenId> tokens;
+  std::vector<int32_t> pos;
+  std::vector<int32_t> seq;
+  std::vector<uint8_t> want_logits;
+
+  void add(TokenId t, int32_t p, int32_t s, bool logits) {
+    tokens.push_back(t);
+    pos.push_back(p);
+    seq.push_back(s);
+    want_logits.push_back(logits);
+  }
+  void clear() {
+    tokens.clear();
+    pos.clear();
+    seq.clear();
+    want_logits.clear();
+  }
+  size_t size() const { return tokens.size(); }
+};
+
+struct ContextParams {
+  int64_t n_ctx = 0;      // positions per sequence; 0 = the model's training context
+  int64_t n_seq = 1;      // sequence slots in the KV cache
+  int64_t n_batch = 512;  // tokens per forward step (bigger batches are split)
+  int n_threads = 1;
+};
+
+class Context {
+ public:
+  Context(const Model& model, const ContextParams& params);
+
+  // Runs the model on a batch. Each token's K/V are stored at (seq, pos); a token at position
+  // p attends to positions 0..p of its sequence, which must already be filled (by earlier
+  // batches or earlier tokens of this one). Throws tf::Error on invalid ids or positions.
+  void decode(const Batch& batch);
+
+  // Logits of the i-th token of the last batch that asked for them (in batch order).
+  const float* logits(int64_t i) const { return logits_.data() + size_t(i) * size_t(n_vocab_); }
+  int64_t n_outputs() const { return n_out_; }
+  int64_t n_vocab() const { return n_vocab_; }
+
+  const Model& model() const { return model_; }
+  KvCache& kv() { return kv_; }
+  int64_t n_ctx() const { return kv_.n_ctx(); }
+  ThreadPool& pool() { return pool_; }
+
+ private:
+  void forward(const TokenId* tokens, const int32_t* pos, const int32_t* seq,
+               const uint8_t* want, int64_t n);
+  void attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
+
+  const Model& model_;
+  const ModelConfig& cfg_;
+  int64_t n_batch_, n_vocab_;
+  ThreadPool pool_;
+  KvCache kv_;
+  // Scratch, sized for n_batch tokens at construction.
+  std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, scores_;
+  std::vector<uint8_t> act_;
+  std::vector<float> logits_;
+  int64_t n_out_ = 0;
+};
+
+}  // namespace tf

@@ -1,0 +1,56 @@
+// A loaded model: its configuration and views of its weights inside the mapped GGUF file.
+// Large matrices stay in the file's type and are read in place; small vectors (norms, biases,
+// rope factors) are converted to float once at load.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/cpu_ops.h"
+#include "model/config.h"
+
+namespace tf {
+namespace gguf {
+class File;
+}
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;
+  std::vector<float> bq, bk, bv;          // qwen2 only
+  std::vector<float> q_norm, k_norm;      // qwen3 only (per-head, head_dim long)
+  WeightView wq, wk, wv, wo;
+  WeightView w_gate, w_up, w_down;
+};
+
+class Model {
+ public:
+  // Opens, validates and maps a GGUF model. Throws tf::Error with a clear message.
+  static std::unique_ptr<Model> load(const std::string& path);
+  // Builds a model over an already opened file (which must outlive it).
+  static std::unique_ptr<Model> from_gguf(std::shared_ptr<const gguf::File> file);
+
+  const ModelConfig& config() const { return cfg_; }
+  const gguf::File& file() const { return *file_; }
+  std::shared_ptr<const gguf::File> file_ptr() const { return file_; }
+
+  const WeightView& tok_embd() const { return tok_embd_; }
+  const WeightView& output() const { return output_; }  // == tok_embd when tied
+  const std::vector<float>& output_norm() const { return output_norm_; }
+  const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // empty if none
+  const LayerWeights& layer(int64_t i) const { return layers_[size_t(i)]; }
+
+  size_t weight_bytes() const;  // bytes of all tensors read per token (for reporting)
+
+ private:
+  Model() = default;
+  void bind();
+
+  std::shared_ptr<const gguf::File> file_;
+  ModelConfig cfg_;
+  WeightView tok_embd_, output_;
+  std::vector<float> output_norm_, rope_freqs_;
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace tf
