@@ -65,6 +65,12 @@ Compared compare(const std::vector<Step>& ours, const json& run, const std::stri
       c.max_lp_diff = std::max(c.max_lp_diff, d);
       EXPECT_LT(d, 0.02) << what << " step " << i << " token " << top["id"] << ": logprob differs";
     }
+    if (std::getenv("TF_GOLDEN_VERBOSE")) {
+      double step_max = 0;
+      for (const json& top : g["top"])
+        step_max = std::max(step_max, std::fabs(s.logprobs[top["id"].get<size_t>()] - top["logprob"].get<double>()));
+      std::printf("    %s step %zu: max |dlogprob| %.5f\n", what.c_str(), i, step_max);
+    }
     const int32_t gid = g["id"].get<int32_t>();
     if (s.id != gid) {
       const float gap = s.logprobs[size_t(s.id)] - s.logprobs[size_t(gid)];

@@ -1,0 +1,191 @@
+// The tokenfab binary as a user runs it: outputs, exit codes, and one clear line on stderr for
+// every kind of bad input.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+#include "tokenfab/tokenfab.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+std::string tmp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("tokenfab_cli_" + std::to_string(getpid()) + "_" + name)).string();
+}
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+Result run(const std::vector<std::string>& args) {
+  std::string cmd = TF_CLI_PATH;
+  for (const auto& a : args) cmd += " " + quote(a);
+  const std::string err_file = tmp_path("stderr");
+  cmd += " 2>" + err_file;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.err = tf::test::read_file(err_file);
+  std::filesystem::remove(err_file);
+  return r;
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// Exit code 1 and exactly one line on stderr that mentions `needle`.
+void expect_clean_error(const Result& r, const std::string& needle) {
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
+}
+
+const char* kStories = "models/gguf/stories260K.gguf";
+
+TEST(Cli, MissingFile) {
+  expect_clean_error(run({"run", "-m", "/nonexistent/model.gguf", "-p", "hi"}), "/nonexistent/model.gguf");
+  expect_clean_error(run({"info", "/nonexistent/model.gguf"}), "/nonexistent/model.gguf");
+}
+
+TEST(Cli, NotAGgufFile) {
+  const std::string p = tmp_path("text.gguf");
+  write_file(p, "this is not a model, just some text that is long enough\n");
+  expect_clean_error(run({"run", "-m", p, "-p", "hi"}), p);
+  write_file(p, "");
+  expect_clean_error(run({"tokenize", "-m", p, "hi"}), p);
+  std::filesystem::remove(p);
+}
+
+TEST(Cli, TruncatedModel) {
+  TF_REQUIRE_SHARED(kStories);
+  const std::string whole = tf::test::read_file(tf::test::shared_path(kStories));
+  const std::string p = tmp_path("trunc.gguf");
+  for (size_t cut : {size_t(3), size_t(24), size_t(200), size_t(5000), whole.size() / 2, whole.size() - 1}) {
+    write_file(p, whole.substr(0, cut));
+    expect_clean_error(run({"run", "-m", p, "-p", "hi", "-n", "4"}), p);
+  }
+  std::filesystem::remove(p);
+}
+
+// A valid GGUF whose architecture or tensor type we do not support.
+TEST(Cli, UnsupportedArchitectureAndType) {
+  TF_REQUIRE_SHARED(kStories);
+  auto src = tf::gguf::File::open(tf::test::shared_path(kStories));
+  const std::string p = tmp_path("unsupported.gguf");
+  {
+    tf::gguf::Writer w;
+    for (const auto& [k, v] : src->metadata()) w.set(k, v);
+    w.set_string("general.architecture", "rwkv6");
+    for (const auto& t : src->tensors()) w.add_tensor(t.name, t.type, t.dims, t.data, t.nbytes);
+    w.write(p);
+    expect_clean_error(run({"run", "-m", p, "-p", "hi"}), "unsupported architecture 'rwkv6'");
+  }
+  {
+    tf::gguf::Writer w;
+    for (const auto& [k, v] : src->metadata()) w.set(k, v);
+    for (const auto& t : src->tensors()) {
+      if (t.name == "blk.0.attn_q.weight") {
+        // Same bytes, relabelled as 32-bit integers: a known type no matmul supports.
+        w.add_tensor(t.name, tf::DType::I32, t.dims, t.data, t.nbytes);
+      } else {
+        w.add_tensor(t.name, t.type, t.dims, t.data, t.nbytes);
+      }
+    }
+    w.write(p);
+    expect_clean_error(run({"run", "-m", p, "-p", "hi"}), "blk.0.attn_q.weight");
+  }
+  std::filesystem::remove(p);
+}
+
+TEST(Cli, PromptLongerThanContext) {
+  TF_REQUIRE_SHARED(kStories);
+  expect_clean_error(run({"run", "-m", tf::test::shared_path(kStories), "-c", "8", "-p",
+                          "Once upon a time there was a little girl named Lily who loved"}),
+                     "context");
+}
+
+TEST(Cli, BadArguments) {
+  TF_REQUIRE_SHARED(kStories);
+  const std::string m = tf::test::shared_path(kStories);
+  EXPECT_EQ(run({"run", "-m", m, "-p", "hi", "--temp", "-1"}).code, 1);
+  EXPECT_EQ(run({"run", "-m", m, "-p", "hi", "-n", "abc"}).code, 1);
+  EXPECT_EQ(run({"frobnicate"}).code, 1);
+  EXPECT_EQ(run({}).code, 1);
+}
+
+TEST(Cli, RunJsonGreedyMatchesGolden) {
+  TF_REQUIRE_SHARED("golden/greedy/stories260K.json");
+  const json g = json::parse(tf::test::read_file(tf::test::shared_path("golden/greedy/stories260K.json")));
+  const json& cs = g["cases"][1];
+  const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", cs["prompt"].get<std::string>(),
+                        "-n", "64", "--temp", "0", "--json", "-t", "1"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"], cs["prompt_ids"]);
+  EXPECT_EQ(j["tokens"], cs["generated_ids"]);
+  EXPECT_EQ(j["text"], cs["generated_text"]);
+  EXPECT_EQ(j["stop_reason"], "length");
+  EXPECT_TRUE(j["timings"].contains("predicted_per_second"));
+}
+
+TEST(Cli, RunStreamsTextAndReportsSpeed) {
+  TF_REQUIRE_SHARED(kStories);
+  const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "16",
+                        "--temp", "0.8", "--seed", "7"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(r.out.empty());
+  EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
+  // Same seed, same text.
+  const Result r2 = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "16",
+                         "--temp", "0.8", "--seed", "7"});
+  EXPECT_EQ(r.out, r2.out);
+}
+
+TEST(Cli, TokenizeVocabOnlyFile) {
+  TF_REQUIRE_SHARED("models/vocab/ggml-vocab-llama-spm.gguf");
+  const Result r = run({"tokenize", "-m", tf::test::shared_path("models/vocab/ggml-vocab-llama-spm.gguf"),
+                        "Hello world"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out), json::parse("[1, 15043, 3186]"));
+  const Result nobos = run({"tokenize", "-m", tf::test::shared_path("models/vocab/ggml-vocab-llama-spm.gguf"),
+                            "--no-bos", "Hello world"});
+  EXPECT_EQ(json::parse(nobos.out), json::parse("[15043, 3186]"));
+}
+
+TEST(Cli, PerplexityJsonMatchesGolden) {
+  TF_REQUIRE_SHARED("golden/ppl/story.txt");
+  const Result r = run({"perplexity", "-m", tf::test::shared_path(kStories), "-f",
+                        tf::test::shared_path("golden/ppl/story.txt"), "-c", "128", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_NEAR(j["ppl"].get<double>(), 4.0082, 4.0082e-3);
+  EXPECT_EQ(j["chunks"].size(), 11u);
+}
+
+TEST(Cli, InfoListsMetadataAndTensors) {
+  TF_REQUIRE_SHARED(kStories);
+  const Result r = run({"info", tf::test::shared_path(kStories)});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("general.architecture"), std::string::npos);
+  EXPECT_NE(r.out.find("blk.4.ffn_down.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("tensors (48)"), std::string::npos);
+}
+
+}  // namespace

@@ -1,0 +1,113 @@
+// End to end through the public API: text prompt -> tokenizer -> model -> greedy ids and text,
+// and perplexity, against llama.cpp's outputs in ../shared/golden.
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "test_util.h"
+#include "tokenfab/tokenfab.h"
+
+namespace {
+
+using nlohmann::json;
+
+class GoldenEngine : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenEngine, GreedyFromTextPrompt) {
+  const std::string rel = "golden/greedy/" + GetParam() + ".json";
+  TF_REQUIRE_SHARED(rel);
+  const json g = json::parse(tf::test::read_file(tf::test::shared_path(rel)));
+  tf::LoadOptions lo;
+  lo.n_ctx = 512;
+  lo.n_threads = 1;
+  auto engine = tf::Engine::load(tf::test::shared_path(g["model_path"].get<std::string>()), lo);
+  for (const json& cs : g["cases"]) {
+    const std::string prompt = cs["prompt"].get<std::string>();
+    tf::GenerateOptions go;
+    go.n_predict = 64;
+    go.sampling.temperature = 0;
+    const tf::Generation out = engine->generate(prompt, go);
+    EXPECT_EQ(out.prompt_ids, cs["prompt_ids"].get<std::vector<int32_t>>()) << "prompt \"" << prompt << "\"";
+    const auto want = cs["generated_ids"].get<std::vector<int32_t>>();
+    std::set<int> ties;
+    for (const json& t : cs["near_ties"]) ties.insert(t["step"].get<int>());
+    size_t i = 0;
+    while (i < want.size() && i < out.tokens.size() && out.tokens[i] == want[i]) ++i;
+    if (i < want.size()) {
+      EXPECT_TRUE(ties.count(int(i))) << "prompt \"" << prompt << "\": first difference at step " << i
+                                      << " is not a near-tie";
+    } else {
+      EXPECT_EQ(out.tokens.size(), want.size());
+      EXPECT_EQ(out.text, cs["generated_text"].get<std::string>()) << "prompt \"" << prompt << "\"";
+      EXPECT_EQ(out.stop_reason, cs["stopped_eos"].get<bool>() ? "eos" : "length");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, GoldenEngine,
+                         ::testing::Values("stories260K", "TinyStories-656K.f16",
+                                           "tinystories-656k-q8_0",
+                                           "TinyStories-656K.fixed-scores.f16",
+                                           "TinyStories-656K.fixed-scores.q8_0"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& ch : s)
+                             if (!isalnum((unsigned char)ch)) ch = '_';
+                           return s;
+                         });
+
+TEST(GoldenPerplexity, WithinOneThousandthOfLlamaCpp) {
+  TF_REQUIRE_SHARED("golden/ppl/ppl.json");
+  const json p = json::parse(tf::test::read_file(tf::test::shared_path("golden/ppl/ppl.json")));
+  const std::string text = tf::test::read_file(tf::test::shared_path("golden/ppl/story.txt"));
+  for (const json& m : p["models"]) {
+    const std::string path = tf::test::shared_path(m["model_path"].get<std::string>());
+    tf::LoadOptions lo;
+    lo.n_threads = 1;
+    auto engine = tf::Engine::load(path, lo);
+    std::string t = text;
+    if (!t.empty() && t.back() == '\n') t.pop_back();
+    EXPECT_EQ(engine->tokenize(t, true, false), m["ids"].get<std::vector<int32_t>>()) << path;
+    const tf::PerplexityResult r = engine->perplexity(text, m["n_ctx"].get<int64_t>());
+    const double want = m["final_ppl"].get<double>();
+    EXPECT_NEAR(r.ppl, want, want * 1e-3) << path;
+    const auto chunks = m["chunk_ppl_derived"].get<std::vector<double>>();
+    ASSERT_EQ(r.chunk_ppl.size(), chunks.size()) << path;
+    for (size_t i = 0; i < chunks.size(); ++i)
+      EXPECT_NEAR(r.chunk_ppl[i], chunks[i], chunks[i] * 2e-3) << path << " chunk " << i;
+    std::printf("  %-45s ppl %.4f (llama.cpp %.4f, ratio %.6f)\n", m["model_file"].get<std::string>().c_str(),
+                r.ppl, want, r.ppl / want);
+  }
+}
+
+TEST(Engine, PromptLongerThanContextIsAnError) {
+  TF_REQUIRE_SHARED("models/gguf/stories260K.gguf");
+  tf::LoadOptions lo;
+  lo.n_ctx = 8;
+  auto engine = tf::Engine::load(tf::test::shared_path("models/gguf/stories260K.gguf"), lo);
+  tf::GenerateOptions go;
+  EXPECT_THROW(engine->generate("Once upon a time there was a little girl named Lily who", go), tf::Error);
+  // Exactly filling the context is fine: generation stops there.
+  go.n_predict = 100;
+  go.sampling.temperature = 0;
+  const tf::Generation g = engine->generate("Once", go);
+  EXPECT_EQ(g.stop_reason, "context");
+  EXPECT_EQ(int64_t(g.prompt_ids.size() + g.tokens.size()), 8 + 1);
+}
+
+TEST(Engine, SeedMakesSamplingReproducible) {
+  TF_REQUIRE_SHARED("models/gguf/stories260K.gguf");
+  auto engine = tf::Engine::load(tf::test::shared_path("models/gguf/stories260K.gguf"));
+  tf::GenerateOptions go;
+  go.n_predict = 40;
+  go.sampling.temperature = 1.0f;
+  go.sampling.seed = 42;
+  const auto a = engine->generate("Once upon a time", go);
+  const auto b = engine->generate("Once upon a time", go);
+  EXPECT_EQ(a.tokens, b.tokens);
+  go.sampling.seed = 43;
+  const auto c = engine->generate("Once upon a time", go);
+  EXPECT_NE(a.tokens, c.tokens);
+}
+
+}  // namespace

@@ -1,0 +1,99 @@
+// Builds small random-weight models as in-memory GGUF files, for tests of the forward pass on
+// features the real test models lack (qwen2 biases, qwen3 QK-norm, NeoX RoPE, rope_freqs...).
+#pragma once
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "format/gguf.h"
+#include "tensor/quants.h"
+
+namespace tf::test {
+
+struct TinySpec {
+  std::string arch = "llama";
+  int n_embd = 32, n_layer = 2, n_head = 4, n_head_kv = 2, n_ff = 48, n_vocab = 40;
+  int head_dim = 0;  // 0: n_embd / n_head
+  bool tied = false;
+  bool rope_freqs = false;
+  DType wtype = DType::F32;
+  float rope_base = 10000.f;
+  uint32_t seed = 1;
+};
+
+// Float values of every tensor, by name, as the test reference sees them (after the
+// quantize/dequantize round trip when wtype is quantized).
+using TensorMap = std::map<std::string, std::vector<float>>;
+
+inline std::vector<uint8_t> build_tiny_model(const TinySpec& s, TensorMap* values) {
+  std::mt19937 rng(s.seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int hd = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
+  gguf::Writer w;
+  const std::string a = s.arch + ".";
+  w.set_string("general.architecture", s.arch);
+  w.set_u32(a + "embedding_length", s.n_embd);
+  w.set_u32(a + "block_count", s.n_layer);
+  w.set_u32(a + "feed_forward_length", s.n_ff);
+  w.set_u32(a + "attention.head_count", s.n_head);
+  w.set_u32(a + "attention.head_count_kv", s.n_head_kv);
+  w.set_u32(a + "context_length", 256);
+  w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_f32(a + "rope.freq_base", s.rope_base);
+  if (s.head_dim) {
+    w.set_u32(a + "attention.key_length", hd);
+    w.set_u32(a + "attention.value_length", hd);
+  }
+  auto add = [&](const std::string& name, std::vector<int64_t> dims, float scale, float offset,
+                 bool matrix) {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = offset + scale * nd(rng);
+    const DType t = matrix ? s.wtype : DType::F32;
+    std::vector<uint8_t> bytes(row_bytes(t, dims[0]) * size_t(n / dims[0]));
+    for (int64_t r = 0; r < n / dims[0]; ++r)
+      quantize_row(t, v.data() + r * dims[0], bytes.data() + r * row_bytes(t, dims[0]), dims[0]);
+    for (int64_t r = 0; r < n / dims[0]; ++r)  // the reference sees what the file holds
+      dequantize_row(t, bytes.data() + r * row_bytes(t, dims[0]), v.data() + r * dims[0], dims[0]);
+    w.add_tensor(name, t, dims, bytes.data(), bytes.size());
+    if (values) (*values)[name] = v;
+  };
+  const float ws = 1.0f / std::sqrt(float(s.n_embd));
+  add("token_embd.weight", {s.n_embd, s.n_vocab}, 1.0f, 0.f, true);
+  add("output_norm.weight", {s.n_embd}, 0.1f, 1.f, false);
+  if (!s.tied) add("output.weight", {s.n_embd, s.n_vocab}, ws, 0.f, true);
+  if (s.rope_freqs) {
+    std::vector<float> f(size_t(hd / 2));
+    for (size_t i = 0; i < f.size(); ++i) f[i] = 1.0f + float(i % 3);
+    w.add_tensor("rope_freqs.weight", DType::F32, {hd / 2}, f.data(), f.size() * 4);
+    if (values) (*values)["rope_freqs.weight"] = f;
+  }
+  for (int l = 0; l < s.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add(p + "attn_norm.weight", {s.n_embd}, 0.1f, 1.f, false);
+    add(p + "attn_q.weight", {s.n_embd, s.n_head * hd}, ws, 0.f, true);
+    add(p + "attn_k.weight", {s.n_embd, s.n_head_kv * hd}, ws, 0.f, true);
+    add(p + "attn_v.weight", {s.n_embd, s.n_head_kv * hd}, ws, 0.f, true);
+    add(p + "attn_output.weight", {s.n_head * hd, s.n_embd}, ws, 0.f, true);
+    if (s.arch == "qwen2") {
+      add(p + "attn_q.bias", {s.n_head * hd}, 0.1f, 0.f, false);
+      add(p + "attn_k.bias", {s.n_head_kv * hd}, 0.1f, 0.f, false);
+      add(p + "attn_v.bias", {s.n_head_kv * hd}, 0.1f, 0.f, false);
+    }
+    if (s.arch == "qwen3") {
+      add(p + "attn_q_norm.weight", {hd}, 0.1f, 1.f, false);
+      add(p + "attn_k_norm.weight", {hd}, 0.1f, 1.f, false);
+    }
+    add(p + "ffn_norm.weight", {s.n_embd}, 0.1f, 1.f, false);
+    add(p + "ffn_gate.weight", {s.n_embd, s.n_ff}, ws, 0.f, true);
+    add(p + "ffn_up.weight", {s.n_embd, s.n_ff}, ws, 0.f, true);
+    add(p + "ffn_down.weight", {s.n_ff, s.n_embd}, 1.0f / std::sqrt(float(s.n_ff)), 0.f, true);
+  }
+  return w.to_bytes();
+}
+
+}  // namespace tf::test
