@@ -130,7 +130,7 @@ PerplexityResult Engine::perplexity(const std::string& text_in, int64_t n_ctx) {
                 " tokens, fewer than one window of " + std::to_string(n_ctx));
   ContextParams cp;
   cp.n_ctx = n_ctx;
-  cp.n_batch = std::max<int64_t>(n_ctx, opts_.n_batch);
+  cp.n_batch = opts_.n_batch;
   cp.n_threads = n_threads_;
   Context ctx(*model_, cp);
   const int64_t first = n_ctx / 2;
@@ -139,17 +139,23 @@ PerplexityResult Engine::perplexity(const std::string& text_in, int64_t n_ctx) {
   std::vector<float> lsm;
   for (int64_t c = 0; c < n_chunks; ++c) {
     ctx.kv().truncate(0, 0);
-    Batch batch;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      TokenId t = ids[size_t(c * n_ctx + j)];
-      if (j == 0 && tok_->add_bos() && tok_->bos() >= 0) t = tok_->bos();
-      batch.add(t, int32_t(j), 0, j >= first && j < n_ctx - 1);
-    }
-    ctx.decode(batch);
     double chunk_nll = 0;
-    for (int64_t j = first; j < n_ctx - 1; ++j) {
-      log_softmax(ctx.logits(j - first), ctx.n_vocab(), lsm);
-      chunk_nll -= lsm[size_t(ids[size_t(c * n_ctx + j + 1)])];
+    // The window goes through the model in slices of at most n_batch tokens, so that only one
+    // slice's logits are held at a time.
+    for (int64_t s0 = 0; s0 < n_ctx; s0 += cp.n_batch) {
+      const int64_t s1 = std::min(n_ctx, s0 + cp.n_batch);
+      Batch batch;
+      for (int64_t j = s0; j < s1; ++j) {
+        TokenId t = ids[size_t(c * n_ctx + j)];
+        if (j == 0 && tok_->add_bos() && tok_->bos() >= 0) t = tok_->bos();
+        batch.add(t, int32_t(j), 0, j >= first && j < n_ctx - 1);
+      }
+      ctx.decode(batch);
+      int64_t out = 0;
+      for (int64_t j = std::max(s0, first); j < std::min(s1, n_ctx - 1); ++j) {
+        log_softmax(ctx.logits(out++), ctx.n_vocab(), lsm);
+        chunk_nll -= lsm[size_t(ids[size_t(c * n_ctx + j + 1)])];
+      }
     }
     nll_sum += chunk_nll;
     count += n_ctx - 1 - first;

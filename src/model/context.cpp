@@ -41,7 +41,8 @@ void Context::decode(const Batch& b) {
     throw Error("decode: batch arrays differ in length");
   // Validate everything first, tracking how far each sequence will be filled, so a bad batch
   // changes nothing.
-  std::vector<int32_t> len(size_t(kv_.n_seq()));
+  std::vector<int32_t>& len = seq_fill_;
+  len.resize(size_t(kv_.n_seq()));
   for (int64_t s = 0; s < kv_.n_seq(); ++s) len[size_t(s)] = kv_.seq_len(s);
   int64_t n_out = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -157,9 +158,9 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
       const int64_t len = int64_t(pos[t]) + 1;
       for (int64_t j = 0; j < len; ++j) {
         const uint16_t* k = kv_.k(layer, seq[t], j) + kvh * D;
-        float s = 0.f;
-        for (int64_t d = 0; d < D; ++d) s += qh[d] * fp16_to_f32(k[d]);
-        sc[j] = s * scale;
+        double s = 0.0;  // products of halves are exact; only the sum rounds
+        for (int64_t d = 0; d < D; ++d) s += double(qh[d] * fp16_to_f32(k[d]));
+        sc[j] = float(s) * scale;
       }
       softmax_inplace(sc, len);
       float* out = &att_[t * Q + h * D];

@@ -52,7 +52,8 @@ class Context {
   // batches or earlier tokens of this one). Throws tf::Error on invalid ids or positions.
   void decode(const Batch& batch);
 
-  // Logits of the i-th token of the last batch that asked for them (in batch order).
+  // Logits of the i-th token of the last batch that asked for them (in batch order). The
+  // buffer holds every requested row, so callers scoring long texts ask in slices.
   const float* logits(int64_t i) const { return logits_.data() + size_t(i) * size_t(n_vocab_); }
   int64_t n_outputs() const { return n_out_; }
   int64_t n_vocab() const { return n_vocab_; }
@@ -75,7 +76,8 @@ class Context {
   // Scratch, sized for n_batch tokens at construction.
   std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, scores_;
   std::vector<uint8_t> act_;
-  std::vector<float> logits_;
+  std::vector<float> logits_;  // grows to the most outputs one batch asked for
+  std::vector<int32_t> seq_fill_;
   int64_t n_out_ = 0;
 };
 

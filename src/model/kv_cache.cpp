@@ -1,5 +1,7 @@
 #include "model/kv_cache.h"
 
+#include <unistd.h>
+
 #include <new>
 #include <string>
 
@@ -17,6 +19,12 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim)
   if (elems * 4 > kMaxBytes)
     throw Error("KV cache of " + std::to_string(int64_t(elems * 4 / (1 << 20))) +
                 " MiB is too large: reduce the context size");
+  // Zero-filling touches every page, so an allocation larger than the machine's memory would
+  // not fail cleanly: the OOM killer would end the process. Refuse it up front instead.
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page > 0 && elems * 4 > (long double)pages * page)
+    throw Error("KV cache of " + std::to_string(int64_t(elems * 4 / (1 << 20))) +
+                " MiB does not fit in this machine's memory: reduce the context size");
   try {
     k_.assign(size_t(elems), 0);
     v_.assign(size_t(elems), 0);
