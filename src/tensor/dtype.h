@@ -24,12 +24,25 @@ enum class DType : uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  // Types this build cannot compute with, listed so files using them get a clear
+  // "unsupported type" error and correct tensor sizes instead of "unknown type id".
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
   I8 = 24,
   I16 = 25,
   I32 = 26,
   I64 = 27,
   F64 = 28,
+  IQ1_M = 29,
   BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
 };
 
 struct DTypeInfo {
@@ -44,7 +57,9 @@ struct DTypeInfo {
 // nullptr for an id that is not a known ggml type (e.g. from a corrupt file).
 const DTypeInfo* dtype_info(uint32_t raw_type_id);
 const DTypeInfo& dtype_info(DType t);
-inline const char* dtype_name(DType t) { return dtype_info(t).name; }
+inline const char* dtype_name(DType t) {
+  return dtype_info(t).name;
+}
 // Parses "q8_0", "Q4_K", "f16" ... (case-insensitive); nullopt if unknown.
 std::optional<DType> dtype_from_name(const char* name);
 

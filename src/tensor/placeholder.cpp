@@ -1,1 +1,0 @@
-// placeholder so the layer library exists before its sources land
