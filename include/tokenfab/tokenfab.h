@@ -86,6 +86,27 @@ class Engine {
   int n_threads_ = 1;
 };
 
+struct BenchParams {
+  int64_t n_prompt = 512;  // prompt-processing batch
+  int64_t n_gen = 128;     // tokens generated one at a time
+  int n_threads = 0;       // 0 = auto
+  int reps = 5;
+  bool measure_bandwidth = true;
+};
+struct Stat {
+  double mean = 0, sd = 0;
+};
+struct BenchResult {
+  Stat pp, tg;  // tokens per second
+  int threads = 0;
+  double bytes_per_token = 0;   // weight bytes read per generated token
+  double bandwidth_gb_s = 0;    // measured read bandwidth at this thread count
+  double bandwidth_fraction = 0;  // bytes_per_token * tg / bandwidth
+};
+// Measures prompt processing and generation speed on random tokens (the weights' values do
+// not matter for speed).
+BenchResult run_bench(const Model& model, const BenchParams& p);
+
 // Threads worth using for a model of this many weight bytes on this machine.
 int auto_threads(size_t weight_bytes);
 

@@ -5,6 +5,19 @@
 namespace tf {
 
 namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// How long an idle worker spins before sleeping: long enough to cover the gap between two
+// operations of a forward pass, short enough not to burn a core between requests.
+constexpr int kSpinIterations = 1 << 17;
+
 // Chunk `tid` of [0, n) split into `parts` pieces whose boundaries are multiples of grain.
 void chunk(int64_t n, int64_t grain, int parts, int tid, int64_t* begin, int64_t* end) {
   const int64_t blocks = (n + grain - 1) / grain;
@@ -14,6 +27,7 @@ void chunk(int64_t n, int64_t grain, int parts, int tid, int64_t* begin, int64_t
   *begin = std::min(n, b0 * grain);
   *end = std::min(n, b1 * grain);
 }
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
@@ -23,33 +37,38 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true, std::memory_order_release);
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  start_cv_.notify_all();
+  cv_.notify_all();
   for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::run_chunk(int tid) {
+  int64_t b, e;
+  chunk(n_, grain_, n_threads_, tid, &b, &e);
+  if (b < e) (*body_)(b, e, tid);
 }
 
 void ThreadPool::worker(int tid) {
   uint64_t seen = 0;
   for (;;) {
-    const Body* body;
-    int64_t n, grain;
-    {
+    uint64_t g = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
+      cpu_relax();
+      g = generation_.load(std::memory_order_acquire);
+    }
+    if (g == seen) {
       std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      body = body_;
-      n = n_;
-      grain = grain_;
+      sleepers_.fetch_add(1, std::memory_order_acq_rel);
+      cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      sleepers_.fetch_sub(1, std::memory_order_acq_rel);
+      g = generation_.load(std::memory_order_acquire);
     }
-    int64_t b, e;
-    chunk(n, grain, n_threads_, tid, &b, &e);
-    if (b < e) (*body)(b, e, tid);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = g;
+    run_chunk(tid);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -60,20 +79,18 @@ void ThreadPool::parallel_for(int64_t n, const Body& body, int64_t grain) {
     body(0, n, 0);
     return;
   }
-  {
+  body_ = &body;
+  n_ = n;
+  grain_ = grain;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  if (sleepers_.load(std::memory_order_acquire) > 0) {
+    // Taking the lock orders this notify after a worker's check-then-wait.
     std::lock_guard<std::mutex> lock(mu_);
-    body_ = &body;
-    n_ = n;
-    grain_ = grain;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    cv_.notify_all();
   }
-  start_cv_.notify_all();
-  int64_t b, e;
-  chunk(n, grain, n_threads_, 0, &b, &e);
-  if (b < e) body(b, e, 0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  run_chunk(0);
+  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
 }
 
 }  // namespace tf

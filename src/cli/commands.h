@@ -13,5 +13,7 @@ Runner add_run(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_perplexity(CLI::App& app);
+Runner add_bench(CLI::App& app);
+Runner add_membw(CLI::App& app);
 
 }  // namespace tf::cli

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_info);
   reg(tf::cli::add_tokenize);
   reg(tf::cli::add_perplexity);
+  reg(tf::cli::add_bench);
+  reg(tf::cli::add_membw);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

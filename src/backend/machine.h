@@ -1,0 +1,27 @@
+// Measures the physical limits that throughput is reported against: memory read bandwidth
+// (what bounds decoding) and fp32 / int8 arithmetic peaks (what bounds prompt processing).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace tf {
+
+struct BandwidthSample {
+  int threads;
+  double gb_per_s;  // 1e9 bytes per second, best of the repetitions
+};
+
+// Streams a buffer much larger than the caches with `threads` threads, each reading its own
+// contiguous part with wide loads. bytes = 0 picks 1 GiB.
+double measure_read_bandwidth(int threads, size_t bytes = 0, int reps = 5);
+
+struct ComputePeak {
+  double fp32_gflops = 0;  // fused multiply-adds count as 2 flops
+  double int8_gops = 0;    // 8-bit multiply-accumulates count as 2 ops
+  const char* isa = "scalar";
+};
+// Peak of one thread times `threads`, measured with all threads running.
+ComputePeak measure_compute_peak(int threads);
+
+}  // namespace tf

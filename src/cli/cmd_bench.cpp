@@ -1,0 +1,94 @@
+// tokenfab bench: prompt-processing and generation speed, and how close generation comes to
+// the memory-bandwidth limit. tokenfab membw: the machine's limits themselves.
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "backend/machine.h"
+#include "cli/commands.h"
+#include "tokenfab/tokenfab.h"
+
+namespace tf::cli {
+
+namespace {
+struct BenchArgs {
+  std::string model;
+  BenchParams p;
+  bool json = false;
+};
+
+int bench(BenchArgs& a) {
+  auto model = Model::load(a.model);
+  const BenchResult r = run_bench(*model, a.p);
+  if (a.json) {
+    nlohmann::json j;
+    j["model"] = a.model;
+    j["pp"] = {{"n", a.p.n_prompt}, {"tokens_per_s", r.pp.mean}, {"sd", r.pp.sd}};
+    j["tg"] = {{"n", a.p.n_gen}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
+    j["threads"] = r.threads;
+    j["bytes_per_token"] = r.bytes_per_token;
+    j["bandwidth_gb_s"] = r.bandwidth_gb_s;
+    j["bandwidth_fraction"] = r.bandwidth_fraction;
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("model: %s (%.1f MiB of weights read per token)\nthreads: %d\n", a.model.c_str(),
+              r.bytes_per_token / (1 << 20), r.threads);
+  if (a.p.n_prompt > 0)
+    std::printf("pp%-5lld %10.2f ± %.2f tokens/s\n", (long long)a.p.n_prompt, r.pp.mean, r.pp.sd);
+  if (a.p.n_gen > 0) {
+    std::printf("tg%-5lld %10.2f ± %.2f tokens/s\n", (long long)a.p.n_gen, r.tg.mean, r.tg.sd);
+    if (r.bandwidth_gb_s > 0)
+      std::printf("generation reads %.2f GB/s = %.1f%% of the measured %.2f GB/s (ceiling %.1f tokens/s)\n",
+                  r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
+                  r.bandwidth_gb_s * 1e9 / r.bytes_per_token);
+  }
+  return 0;
+}
+
+int membw(bool json) {
+  const int hw = int(std::max(1u, std::thread::hardware_concurrency()));
+  nlohmann::json j;
+  j["bandwidth"] = nlohmann::json::array();
+  for (int t = 1; t <= hw; ++t) {
+    const double bw = measure_read_bandwidth(t);
+    j["bandwidth"].push_back({{"threads", t}, {"gb_per_s", bw}});
+    if (!json) std::printf("read bandwidth, %d thread%s: %6.2f GB/s\n", t, t > 1 ? "s" : " ", bw);
+  }
+  for (int t : {1, hw}) {
+    const ComputePeak c = measure_compute_peak(t);
+    j["compute"].push_back({{"threads", t}, {"isa", c.isa}, {"fp32_gflops", c.fp32_gflops}, {"int8_gops", c.int8_gops}});
+    if (!json)
+      std::printf("compute, %d thread%s (%s): fp32 %.1f GFLOP/s, int8 %.1f GOP/s\n", t, t > 1 ? "s" : " ", c.isa,
+                  c.fp32_gflops, c.int8_gops);
+    if (hw == 1) break;
+  }
+  if (json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* c = app.add_subcommand("bench", "measure prompt and generation speed");
+  c->add_option("-m,--model", a->model, "GGUF model file")->required();
+  c->add_option("-p,--n-prompt", a->p.n_prompt, "prompt tokens per batch (0 = skip)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 16));
+  c->add_option("-n,--n-gen", a->p.n_gen, "generated tokens (0 = skip)")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 16));
+  c->add_option("-t,--threads", a->p.n_threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
+  c->add_option("-r,--reps", a->p.reps, "repetitions")->check(CLI::Range(1, 1000));
+  c->add_flag("--json", a->json, "print one JSON object");
+  return [a] { return bench(*a); };
+}
+
+Runner add_membw(CLI::App& app) {
+  auto json = std::make_shared<bool>(false);
+  CLI::App* c = app.add_subcommand("membw", "measure memory bandwidth and compute peaks");
+  c->add_flag("--json", *json, "print one JSON object");
+  return [json] { return membw(*json); };
+}
+
+}  // namespace tf::cli

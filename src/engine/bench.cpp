@@ -1,0 +1,78 @@
+// Throughput measurement: prompt processing (one batch of P tokens) and generation (N tokens
+// one at a time), each from an empty KV cache, repeated, with the weight bytes a generated
+// token reads and what fraction of the measured memory bandwidth that makes.
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "backend/machine.h"
+#include "tokenfab/tokenfab.h"
+
+namespace tf {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+Stat stats(const std::vector<double>& v) {
+  Stat s;
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x;
+  s.mean /= double(v.size());
+  for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+  s.sd = v.size() > 1 ? std::sqrt(s.sd / double(v.size() - 1)) : 0.0;
+  return s;
+}
+}  // namespace
+
+BenchResult run_bench(const Model& model, const BenchParams& p) {
+  if (p.n_prompt < 0 || p.n_gen < 0 || p.reps < 1) throw Error("bench: invalid sizes");
+  BenchResult r;
+  r.threads = p.n_threads > 0 ? p.n_threads : auto_threads(model.weight_bytes());
+  r.bytes_per_token = double(model.weight_bytes());
+  ContextParams cp;
+  cp.n_ctx = std::max<int64_t>(16, p.n_prompt + p.n_gen);
+  cp.n_batch = std::max<int64_t>(1, p.n_prompt);
+  cp.n_threads = r.threads;
+  Context ctx(model, cp);
+  std::mt19937 rng(1);
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(model.config().n_vocab - 1));
+
+  auto prompt_run = [&]() {
+    ctx.kv().truncate(0, 0);
+    Batch b;
+    for (int64_t i = 0; i < p.n_prompt; ++i) b.add(tok(rng), int32_t(i), 0, i + 1 == p.n_prompt);
+    const auto t0 = Clock::now();
+    ctx.decode(b);
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+  auto gen_run = [&]() {
+    ctx.kv().truncate(0, 0);
+    Batch b;
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < p.n_gen; ++i) {
+      b.clear();
+      b.add(tok(rng), int32_t(i), 0, true);
+      ctx.decode(b);
+    }
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
+
+  std::vector<double> pp, tg;
+  if (p.n_prompt > 0) {
+    prompt_run();  // warm-up: page in the weights, settle the threads
+    for (int i = 0; i < p.reps; ++i) pp.push_back(double(p.n_prompt) / prompt_run());
+  }
+  if (p.n_gen > 0) {
+    gen_run();
+    for (int i = 0; i < p.reps; ++i) tg.push_back(double(p.n_gen) / gen_run());
+  }
+  r.pp = stats(pp);
+  r.tg = stats(tg);
+  if (p.measure_bandwidth) {
+    r.bandwidth_gb_s = measure_read_bandwidth(r.threads, size_t(512) << 20, 3);
+    if (r.bandwidth_gb_s > 0) r.bandwidth_fraction = r.bytes_per_token * r.tg.mean / (r.bandwidth_gb_s * 1e9);
+  }
+  return r;
+}
+
+}  // namespace tf
