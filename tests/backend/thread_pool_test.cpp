@@ -16,7 +16,7 @@ TEST(ThreadPool, VisitsEveryIndexOnceWithAlignedChunks) {
     tf::ThreadPool pool(threads);
     for (int64_t n : {1, 2, 7, 64, 1000, 4097}) {
       for (int64_t grain : {1, 4, 16}) {
-        std::vector<std::atomic<int>> seen(size_t(n));
+        std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
         pool.parallel_for(
             n,
             [&](int64_t b, int64_t e, int tid) {
