@@ -17,6 +17,7 @@ inline void cpu_relax() {
 // How long an idle worker spins before sleeping: long enough to cover the gap between two
 // operations of a forward pass, short enough not to burn a core between requests.
 constexpr int kSpinIterations = 1 << 17;
+constexpr int kCallerSpins = 1 << 12;
 
 // Chunk `tid` of [0, n) split into `parts` pieces whose boundaries are multiples of grain.
 void chunk(int64_t n, int64_t grain, int parts, int tid, int64_t* begin, int64_t* end) {
@@ -90,7 +91,15 @@ void ThreadPool::parallel_for(int64_t n, const Body& body, int64_t grain) {
     cv_.notify_all();
   }
   run_chunk(0);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  // Spin briefly (the others normally finish within microseconds of us), then yield: on an
+  // oversubscribed machine a worker may be waiting for a time slice that our spinning holds.
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kCallerSpins) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 }  // namespace tf

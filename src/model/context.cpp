@@ -148,7 +148,11 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(D));
   const int64_t n_ctx = kv_.n_ctx();
-  pool_.parallel_for(n * c.n_head, [&](int64_t b, int64_t e, int tid) {
+  // Small attention jobs (short contexts, tiny models) run on this thread alone: waking the
+  // pool would cost more than the work.
+  int64_t work = 0;
+  for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * c.n_head * D;
+  auto job = [&](int64_t b, int64_t e, int tid) {
     float* sc = &scores_[size_t(tid) * size_t(n_ctx)];
     float qh[4096];
     for (int64_t job = b; job < e; ++job) {
@@ -171,7 +175,12 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
         for (int64_t d = 0; d < D; ++d) out[d] += p * fp16_to_f32(v[d]);
       }
     }
-  });
+  };
+  if (work < (int64_t(1) << 16)) {
+    job(0, n * c.n_head, 0);
+  } else {
+    pool_.parallel_for(n * c.n_head, job);
+  }
 }
 
 }  // namespace tf
