@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/kernels/kernels.h"
 #include "tensor/quants.h"
 #include "util/error.h"
 
@@ -19,28 +20,46 @@ void rms_norm(const float* x, const float* w, float* out, int64_t n, float eps) 
   }
 }
 
+namespace {
+// Below this much work (weight bytes x tokens) an operation runs on the calling thread alone:
+// waking a second core costs more than it saves, and small models must never get slower
+// with more threads.
+constexpr size_t kParallelMinWork = size_t(1) << 20;
+// Rows per tile when several tokens share a pass over the weights: a tile stays in L2 while
+// every token's activations stream past it.
+constexpr int64_t kRowTile = 64;
+}  // namespace
+
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok, float* y,
             std::vector<uint8_t>& act_scratch) {
   const DType act_type = dtype_info(w.type).vec_dot_type;
   const size_t act_row = row_bytes(act_type, w.cols);
   if (act_scratch.size() < act_row * size_t(n_tok)) act_scratch.resize(act_row * size_t(n_tok));
   uint8_t* act = act_scratch.data();
-  // Converting activations is cheap next to the product; split it by token.
-  pool.parallel_for(n_tok, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; ++t) quantize_row(act_type, x + t * w.cols, act + t * act_row, w.cols);
-  });
   const int64_t rows = w.rows, cols = w.cols;
-  const DType wt = w.type;
-  // Rows outer, tokens inner: each weight row is read from memory once per batch.
-  pool.parallel_for(
-      rows,
-      [&](int64_t b, int64_t e, int) {
-        for (int64_t r = b; r < e; ++r) {
-          const uint8_t* wr = w.row(r);
-          for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = vec_dot(wt, wr, act + t * act_row, cols);
-        }
-      },
-      16);
+  const size_t work = size_t(rows) * w.row_stride * size_t(n_tok);
+  const bool parallel = work >= kParallelMinWork && pool.size() > 1;
+  auto quantize = [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) kernels::quantize_act(w.type, x + t * cols, act + t * act_row, cols);
+  };
+  auto body = [&](int64_t b, int64_t e, int) {
+    if (n_tok == 1) {
+      kernels::dot_rows(w.type, w.row(b), w.row_stride, e - b, act, cols, y + b);
+      return;
+    }
+    for (int64_t r0 = b; r0 < e; r0 += kRowTile) {
+      const int64_t nr = std::min(kRowTile, e - r0);
+      for (int64_t t = 0; t < n_tok; ++t)
+        kernels::dot_rows(w.type, w.row(r0), w.row_stride, nr, act + t * act_row, cols, y + t * rows + r0);
+    }
+  };
+  if (parallel) {
+    pool.parallel_for(n_tok, quantize);
+    pool.parallel_for(rows, body, 16);
+  } else {
+    quantize(0, n_tok, 0);
+    body(0, rows, 0);
+  }
 }
 
 void get_row(const WeightView& w, int64_t r, float* out) {

@@ -8,7 +8,7 @@ uint16_t f32_to_fp16(float f) {
   const uint32_t a = u & 0x7FFFFFFF;
   if (a > 0x7F800000u) {
     // NaN: keep the top payload bits and force the quiet bit, like x86 F16C does.
-    return uint16_t(sign | 0x7E00 | (a >> 13));
+    return uint16_t(sign | 0x7E00 | ((a >> 13) & 0x3FF));
   }
   // 65520 is the midpoint between 65504 (largest half, odd mantissa) and 2^16: it and anything
   // above round to infinity.

@@ -74,6 +74,9 @@ TEST(Fp16, OverflowInfNaN) {
   EXPECT_TRUE(is_half_nan(f32_to_fp16(-kNaN)));
   // A NaN whose payload lives only in the low bits must not turn into infinity.
   EXPECT_TRUE(is_half_nan(f32_to_fp16(bits_to_f32(0x7F800001))));
+  // The sign survives: a positive quiet NaN is 0x7E00, not a negative one.
+  EXPECT_EQ(f32_to_fp16(bits_to_f32(0x7FC00000)), 0x7E00);
+  EXPECT_EQ(f32_to_fp16(bits_to_f32(0xFFC00000)), 0xFE00);
 }
 
 TEST(Fp16, EveryHalfRoundTrips) {

@@ -1,0 +1,102 @@
+// Shared by the kernel files and their tests; not part of the backend's interface.
+//
+// Each ISA file compiles its functions with a target attribute (never the whole file with
+// -m flags), so the rest of the program stays baseline x86-64. All such functions live in
+// anonymous namespaces: an inline or template function with AVX code and external linkage
+// could be merged by the linker with a baseline copy and then run on a CPU without AVX.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "backend/kernels/kernels.h"
+#include "tensor/dtype.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TF_KERNELS_X86 1
+#define TF_AVX2_FEATURES "avx2,fma,f16c,bmi,bmi2,popcnt"
+#define TF_TARGET_AVX2 __attribute__((target(TF_AVX2_FEATURES)))
+#define TF_AVX512_FEATURES TF_AVX2_FEATURES ",avx512f,avx512bw,avx512vl,avx512dq"
+#define TF_TARGET_AVX512 __attribute__((target(TF_AVX512_FEATURES)))
+// The integer kernels: dpbusd / dpwssd (VNNI), byte permutes (VBMI), GF(2) affine nibble
+// extraction (GFNI). Every CPU with VBMI also has the other two (Ice Lake, Zen 4 and later).
+#define TF_TARGET_AVX512_VNNI \
+  __attribute__((target(TF_AVX512_FEATURES ",avx512vnni,avx512vbmi,gfni")))
+#define TF_TARGET_AVX512_BF16 __attribute__((target(TF_AVX512_FEATURES ",avx512bf16")))
+#endif
+
+namespace tf::kernels::detail {
+
+// What the kernels may use. Each flag implies the ones above it.
+struct Features {
+  bool avx2 = false;    // AVX2, FMA, F16C, BMI1/2
+  bool avx512 = false;  // F, BW, VL, DQ
+  bool vnni = false;    // AVX512_VNNI + AVX512_VBMI + GFNI
+  bool bf16 = false;    // AVX512_BF16
+};
+Features cpu_features();
+// The subset of f this CPU has (a flag is dropped when one it implies is missing).
+Features clamp(Features f);
+
+// A kernel for one weight type: see dot_rows in kernels.h (n already validated).
+using DotRowsFn = void (*)(const uint8_t* w, size_t row_stride, int64_t nrows, const uint8_t* act,
+                           int64_t n, float* out, int64_t out_stride);
+// An activation converter, by activation type (n already validated).
+using QuantFn = void (*)(const float* x, void* out, int64_t n);
+
+inline constexpr size_t kTypeSlots = 36;  // ggml type ids 0..35
+struct Table {
+  Features features;
+  std::array<DotRowsFn, kTypeSlots> dot{};  // nullptr: scalar reference
+  std::array<QuantFn, kTypeSlots> quant{};  // nullptr: quantize_row
+};
+Table make_table(Features f);
+
+// Switches the active table to one built for f (clamped to the CPU): lets tests reach the
+// AVX-512 variants that lack VNNI or BF16 on a CPU that has them.
+void set_active_features(Features f);
+const Table& active_table();
+
+// Filled in by the ISA files.
+void add_quant_avx2(Table& t);
+void add_legacy_avx2(Table& t);
+void add_legacy_avx512(Table& t, const Features& f);
+void add_kquants_avx2(Table& t);
+void add_kquants_avx512(Table& t, const Features& f);
+void add_float_avx2(Table& t);
+void add_float_avx512(Table& t, const Features& f);
+
+inline size_t slot(DType t) {
+  return static_cast<size_t>(t);
+}
+
+// A 64-byte aligned, thread-local buffer of at least `bytes` bytes for activation data that
+// a kernel prepares once per call and then reads for every row. Valid until the next call on
+// the same thread.
+uint8_t* act_scratch(size_t bytes);
+
+// How far ahead (bytes) a kernel prefetches its weight row. Streaming one row at a time with
+// software prefetch reads memory much faster here than several interleaved rows, which defeat
+// the hardware prefetcher when they share pages (measured: 25-33 vs 9-18 GB/s).
+inline constexpr int kPrefetch = 1024;
+
+// Q4_K / Q5_K pack 8 6-bit scales and 8 6-bit mins into 12 bytes (see k_scale_min in
+// tensor/blocks.h). This unpacks all of them at once with 32-bit integer ops, one value per
+// byte: scales 0..7 into *sc, mins into *m (byte j = sub-block j).
+inline void unpack_k_scales(const uint8_t* s, uint64_t* sc, uint64_t* m) {
+  uint32_t u0, u1, u2;
+  std::memcpy(&u0, s, 4);
+  std::memcpy(&u1, s + 4, 4);
+  std::memcpy(&u2, s + 8, 4);
+  constexpr uint32_t kLow6 = 0x3F3F3F3F, kLow4 = 0x0F0F0F0F, kLow2 = 0x03030303;
+  // Sub-blocks 0..3: low 6 bits of bytes 0..3 (scales) and 4..7 (mins). Sub-blocks 4..7: a
+  // nibble from bytes 8..11 plus the top 2 bits of bytes 0..3 (scales) or 4..7 (mins).
+  const uint32_t sc_hi = (u2 & kLow4) | (((u0 >> 6) & kLow2) << 4);
+  const uint32_t m_hi = ((u2 >> 4) & kLow4) | (((u1 >> 6) & kLow2) << 4);
+  *sc = (u0 & kLow6) | (uint64_t(sc_hi) << 32);
+  *m = (u1 & kLow6) | (uint64_t(m_hi) << 32);
+}
+
+}  // namespace tf::kernels::detail

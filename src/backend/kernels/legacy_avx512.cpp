@@ -1,0 +1,205 @@
+// AVX-512 VNNI dot products of Q4_0 / Q8_0 weight rows with Q8_0 activations: vpdpbusd does
+// the byte products and their sums into int32 lanes in one instruction. Without VNNI (+VBMI,
+// GFNI) the AVX2 kernels are used instead (see add_legacy_avx512).
+//
+// vpdpbusd multiplies unsigned by signed bytes. The weight codes are made unsigned (Q4_0 codes
+// are 0..15 before their -8; Q8_0 codes get +128 by flipping the top bit) and the offset times
+// the activation sum is subtracted: that "bias" depends only on the activations, so it is
+// computed once per call, with the activation codes and scales, into a scratch buffer that
+// every row then reads.
+#include "backend/kernels/internal.h"
+
+#ifdef TF_KERNELS_X86
+#include <immintrin.h>
+
+// GCC 12 warns about the deliberately undefined inputs inside its own AVX-512 headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include "tensor/blocks.h"
+
+namespace tf::kernels::detail {
+namespace {
+
+// ---- Q4_0, four blocks (72 bytes, 128 elements) per step ----
+//
+// Two loads cover the 72 bytes (d0, qs0, d1, qs1, ...; the second starts at byte 8 so it ends
+// exactly at the group's end). One two-source byte permute packs the four 16-byte nibble arrays
+// into one vector; two GF(2) affine transforms (one instruction each) take its low and its
+// high nibbles, and two vpdpbusd multiply those with the matching activation halves. Lane t of
+// the int32 result belongs to block t / 4, so the four scales (words 0, 9, 18, 27 of the first
+// load) are spread 4 lanes each. Fewer instructions per byte than a block pair per vector.
+struct alignas(64) ActQuad {
+  int8_t lo[64];     // codes 0..15 of the four blocks
+  int8_t hi[64];     // codes 16..31
+  int32_t bias[16];  // -8 * (sum of the 8 codes lane t multiplies)
+  float d[16];       // activation scale of block t / 4
+};
+
+TF_TARGET_AVX512_VNNI void prepare_quads(const BlockQ8_0* y, int64_t nb, ActQuad* out) {
+  for (int64_t i = 0; i < nb; i += 4) {
+    ActQuad& q = out[i / 4];
+    for (int j = 0; j < 4; ++j) {
+      const bool have = i + j < nb;
+      const __m128i z = _mm_setzero_si128();
+      const auto* a = reinterpret_cast<const __m128i*>(y[i + (have ? j : 0)].qs);
+      _mm_store_si128(reinterpret_cast<__m128i*>(q.lo + 16 * j), have ? _mm_loadu_si128(a) : z);
+      _mm_store_si128(reinterpret_cast<__m128i*>(q.hi + 16 * j), have ? _mm_loadu_si128(a + 1) : z);
+      _mm_store_ps(q.d + 4 * j, _mm_set1_ps(have ? _cvtsh_ss(y[i + j].d) : 0.0f));
+    }
+    const __m512i eight = _mm512_set1_epi8(8);
+    __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, _mm512_load_si512(q.lo));
+    s = _mm512_dpbusd_epi32(s, eight, _mm512_load_si512(q.hi));
+    _mm512_store_si512(q.bias, _mm512_sub_epi32(_mm512_setzero_si512(), s));
+  }
+}
+
+struct Q4_0Consts {
+  __m512i pack;     // vpermt2b indices: qs0..qs3 out of [load(x), load(x + 8)]
+  __m512i low_nib;  // affine matrices: low nibble, high nibble (as a value 0..15)
+  __m512i high_nib;
+  __m512i didx;  // vpermw indices: word 9 * (t / 4) (beyond 16 words: 512-bit form)
+};
+
+// Bytes 56..71 of a 72-byte group (only 64..71 are used).
+TF_TARGET_AVX512_VNNI inline __m512i tail16(const uint8_t* g) {
+  return _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 56)));
+}
+
+TF_TARGET_AVX512_VNNI inline __m512 q4_0_quad(__m512i v0, __m512i v8, const ActQuad& a,
+                                              const Q4_0Consts& c, __m512 acc) {
+  const __m512i packed = _mm512_permutex2var_epi8(v0, c.pack, v8);
+  const __m512i lo = _mm512_gf2p8affine_epi64_epi8(packed, c.low_nib, 0);
+  const __m512i hi = _mm512_gf2p8affine_epi64_epi8(packed, c.high_nib, 0);
+  __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512(a.bias), lo, _mm512_load_si512(a.lo));
+  s = _mm512_dpbusd_epi32(s, hi, _mm512_load_si512(a.hi));
+  const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(c.didx, v0)));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(a.d)), acc);
+}
+
+TF_TARGET_AVX512_VNNI void dot_q4_0(const uint8_t* w, size_t stride, int64_t nrows,
+                                    const uint8_t* act, int64_t n, float* out, int64_t os) {
+  const int64_t nb = n / kQK, nq = nb / 4, rem = nb % 4;
+  auto* quads = reinterpret_cast<ActQuad*>(act_scratch(size_t((nb + 3) / 4) * sizeof(ActQuad)));
+  prepare_quads(reinterpret_cast<const BlockQ8_0*>(act), nb, quads);
+  Q4_0Consts c;
+  alignas(64) uint8_t pack[64];
+  for (int k = 0; k < 64; ++k) {
+    const int src = 18 * (k / 16) + 2 + k % 16;  // byte of the 72-byte group
+    pack[k] = uint8_t(src < 64 ? src : 64 + (src - 56));
+  }
+  c.pack = _mm512_load_si512(pack);
+  // vgf2p8affineqb: bit i of each result byte = parity(byte & matrix byte 7 - i).
+  c.low_nib = _mm512_set1_epi64(0x0102040800000000);
+  c.high_nib = _mm512_set1_epi64(0x1020408000000000);
+  c.didx = _mm512_castsi256_si512(
+      _mm256_setr_epi16(0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27));
+  constexpr size_t kQuad = 4 * sizeof(BlockQ4_0);
+  const __mmask64 rem_mask = (__mmask64(1) << (rem * sizeof(BlockQ4_0))) - 1;
+  for (int64_t r = 0; r < nrows; ++r) {
+    const uint8_t* x = w + size_t(r) * stride;
+    // Two accumulators so consecutive FMAs do not wait on each other.
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t q = 0;
+    for (; q + 2 <= nq; q += 2) {
+      const uint8_t* g = x + q * kQuad;
+      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 64), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 128), _MM_HINT_T0);
+      acc0 = q4_0_quad(_mm512_loadu_si512(g), tail16(g), quads[q], c, acc0);
+      acc1 = q4_0_quad(_mm512_loadu_si512(g + kQuad), tail16(g + kQuad), quads[q + 1], c, acc1);
+    }
+    if (q < nq) {
+      const uint8_t* g = x + q * kQuad;
+      acc0 = q4_0_quad(_mm512_loadu_si512(g), tail16(g), quads[q], c, acc0);
+      ++q;
+    }
+    if (rem) {  // 1..3 blocks, 18..54 bytes: a masked load reads only those (zeros after)
+      const __m512i v0 = _mm512_maskz_loadu_epi8(rem_mask, x + q * kQuad);
+      acc1 = q4_0_quad(v0, _mm512_setzero_si512(), quads[q], c, acc1);
+    }
+    out[r * os] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  }
+}
+
+// ---- Q8_0, a pair of blocks per vector ----
+
+// Activation values for blocks 2p and 2p+1 (zeros standing in for a missing last block).
+struct alignas(64) ActPair {
+  int8_t a[64];      // the codes, block 2p then 2p+1
+  int32_t bias[16];  // per lane: -128 * (sum of the lane's 4 codes)
+  float d[16];       // lanes 0..7: scale of block 2p, 8..15: of block 2p+1
+};
+
+TF_TARGET_AVX512_VNNI void prepare_pairs(const BlockQ8_0* y, int64_t nb, ActPair* out) {
+  for (int64_t i = 0; i < nb; i += 2) {
+    const bool two = i + 1 < nb;
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i hi = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i + 1].qs))
+                           : _mm256_setzero_si256();
+    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(0x80)), a);
+    const __m512 d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(y[i].d)),
+                                          _mm512_set1_ps(two ? _cvtsh_ss(y[i + 1].d) : 0.0f));
+    ActPair& p = out[i / 2];
+    _mm512_store_si512(p.a, a);
+    _mm512_store_si512(p.bias, _mm512_sub_epi32(_mm512_setzero_si512(), s));
+    _mm512_store_ps(p.d, d);
+  }
+}
+
+// Q8_0 pairs are 68 bytes; the codes come in two 32-byte loads (the second skipped for a
+// missing last block: flipped zeros are 128, times zero activations) and the two scales are
+// combined in a general register and spread by vpermw.
+template <bool kHalfPair>
+TF_TARGET_AVX512_VNNI inline __m512 q8_0_pair(const BlockQ8_0* x, const ActPair& p, __m256i didx,
+                                              __m512 acc) {
+  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0].qs));
+  const __m256i hi = kHalfPair ? _mm256_setzero_si256()
+                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[1].qs));
+  const __m512i q = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+                                     _mm512_set1_epi8(char(0x80)));
+  const __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512(p.bias), q, _mm512_load_si512(p.a));
+  const uint32_t d01 = kHalfPair ? x[0].d : uint32_t(x[0].d) | (uint32_t(x[1].d) << 16);
+  const __m256i dd = _mm256_castsi128_si256(_mm_cvtsi32_si128(int(d01)));
+  const __m512 dw = _mm512_cvtph_ps(_mm256_permutexvar_epi16(didx, dd));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(p.d)), acc);
+}
+
+TF_TARGET_AVX512_VNNI void dot_q8_0(const uint8_t* w, size_t stride, int64_t nrows,
+                                    const uint8_t* act, int64_t n, float* out, int64_t os) {
+  const int64_t nb = n / kQK, np = (nb + 1) / 2;
+  auto* pairs = reinterpret_cast<ActPair*>(act_scratch(size_t(np) * sizeof(ActPair)));
+  prepare_pairs(reinterpret_cast<const BlockQ8_0*>(act), nb, pairs);
+  const __m256i didx = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const auto* x = reinterpret_cast<const BlockQ8_0*>(w + size_t(r) * stride);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 2 < np; p += 2) {
+      const char* pf = reinterpret_cast<const char*>(x + 2 * p) + kPrefetch;
+      _mm_prefetch(pf, _MM_HINT_T0);
+      _mm_prefetch(pf + 64, _MM_HINT_T0);
+      acc0 = q8_0_pair<false>(x + 2 * p, pairs[p], didx, acc0);
+      acc1 = q8_0_pair<false>(x + 2 * p + 2, pairs[p + 1], didx, acc1);
+    }
+    for (; p < np - 1; ++p) acc0 = q8_0_pair<false>(x + 2 * p, pairs[p], didx, acc0);
+    acc1 = nb % 2 ? q8_0_pair<true>(x + 2 * p, pairs[p], didx, acc1)
+                  : q8_0_pair<false>(x + 2 * p, pairs[p], didx, acc1);
+    out[r * os] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  }
+}
+
+}  // namespace
+
+void add_legacy_avx512(Table& t, const Features& f) {
+  if (!f.vnni) return;  // the AVX2 kernels stay in place
+  t.dot[slot(DType::Q4_0)] = dot_q4_0;
+  t.dot[slot(DType::Q8_0)] = dot_q8_0;
+}
+
+}  // namespace tf::kernels::detail
+
+#endif
