@@ -15,5 +15,7 @@ Runner add_tokenize(CLI::App& app);
 Runner add_perplexity(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_membw(CLI::App& app);
+Runner add_synth(CLI::App& app);
+Runner add_quantize(CLI::App& app);
 
 }  // namespace tf::cli

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_perplexity);
   reg(tf::cli::add_bench);
   reg(tf::cli::add_membw);
+  reg(tf::cli::add_synth);
+  reg(tf::cli::add_quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,206 @@
+// Weights are drawn so that a forward pass behaves like a trained model's numerically: each
+// matrix has std 1/sqrt(fan_in), so a matrix-vector product of an RMS-normalized input has
+// outputs of order 1 and the residual stream grows only linearly with depth; norm weights are
+// 1. Every row comes from its own counter-based random stream (seed, tensor, row), so the file
+// is the same whatever the thread count and rows can be generated in any order.
+#include "tools/synth.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "format/gguf.h"
+#include "tools/gguf_stream.h"
+#include "tools/progress.h"
+#include "tools/quant_mix.h"
+#include "tools/row_stream.h"
+#include "util/error.h"
+
+namespace tf::tools {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// wyrand: one multiply per 64 random bits, which keeps generation well below the cost of
+// quantizing. Its statistical quality is far beyond what random weights need.
+class Rng {
+ public:
+  Rng(uint64_t seed, uint64_t tensor, uint64_t row)
+      : s_(splitmix64(splitmix64(splitmix64(seed) ^ tensor) ^ row)) {}
+  uint64_t next() {
+    s_ += 0xA0761D6478BD642Full;
+    const __uint128_t m = __uint128_t(s_) * (s_ ^ 0xE7037ED1A0B428DBull);
+    return uint64_t(m >> 64) ^ uint64_t(m);
+  }
+  // Approximately standard normal: the sum of four 16-bit uniforms (Irwin-Hall), centred and
+  // scaled to unit variance. Bounded by +-3.46, which random weights are better off with.
+  float normal() {
+    const uint64_t r = next();
+    const float s = float((r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48));
+    return (s - 131070.0f) * (1.0f / 37837.23f);
+  }
+
+ private:
+  uint64_t s_;
+};
+
+struct Planned {
+  TensorSpec spec;
+  float std = 0;    // random N(0, std^2) ...
+  float value = 0;  // ... or this constant when std == 0
+};
+
+void check_shape(const SynthOptions& o) {
+  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "qwen3")
+    throw Error("synth: unknown architecture '" + o.arch + "' (valid: llama, qwen2, qwen3)");
+  auto positive = [](int64_t v, const char* what) {
+    if (v <= 0 || v > (int64_t(1) << 20))
+      throw Error(std::string("synth: ") + what + " = " + std::to_string(v) + " is out of range");
+  };
+  positive(o.dim, "--dim");
+  positive(o.ffn, "--ffn");
+  positive(o.layers, "--layers");
+  positive(o.heads, "--heads");
+  positive(o.kv_heads, "--kv-heads");
+  positive(o.ctx, "--ctx");
+  if (o.heads % o.kv_heads != 0)
+    throw Error("synth: --heads " + std::to_string(o.heads) + " is not a multiple of --kv-heads " +
+                std::to_string(o.kv_heads));
+  if (o.head_dim == 0 && o.dim % o.heads != 0)
+    throw Error("synth: --dim " + std::to_string(o.dim) + " is not a multiple of --heads " +
+                std::to_string(o.heads) + " (give --head-dim)");
+  const int64_t hd = o.head_dim ? o.head_dim : o.dim / o.heads;
+  if (hd <= 0 || hd % 2 != 0 || hd > 1024)
+    throw Error("synth: head dimension " + std::to_string(hd) + " must be even and <= 1024");
+}
+
+}  // namespace
+
+SynthResult synth_model(const SynthOptions& o) {
+  check_shape(o);
+  const QuantMix& mix = parse_mix(o.type);
+  const int64_t hd = o.head_dim ? o.head_dim : o.dim / o.heads;
+  const int64_t q_dim = o.heads * hd, kv_dim = o.kv_heads * hd;
+  const bool qwen = o.arch != "llama";
+
+  auto vocab = gguf::File::open(o.vocab_path);
+  const gguf::Value* tokens = vocab->find("tokenizer.ggml.tokens");
+  if (!tokens || tokens->type != gguf::ValueType::ARRAY || tokens->items.empty())
+    throw Error(o.vocab_path + ": no tokenizer.ggml.tokens: not a vocabulary file");
+  const int64_t n_vocab = int64_t(tokens->items.size());
+
+  GgufStreamWriter::Metadata kv;
+  auto set = [&](const std::string& key, gguf::Value v) { kv.emplace_back(key, std::move(v)); };
+  auto u32 = [](uint64_t x) { return gguf::Writer::make_u32(uint32_t(x)); };
+  const std::string a = o.arch + ".";
+  set("general.architecture", gguf::Writer::make_string(o.arch));
+  set("general.name",
+      gguf::Writer::make_string("synthetic " + o.arch + " " + std::to_string(o.layers) + "x" +
+                                std::to_string(o.dim) + " (random weights)"));
+  set("general.file_type", u32(mix.file_type));
+  set("general.quantization_version", u32(2));
+  set(a + "context_length", u32(uint64_t(o.ctx)));
+  set(a + "embedding_length", u32(uint64_t(o.dim)));
+  set(a + "feed_forward_length", u32(uint64_t(o.ffn)));
+  set(a + "block_count", u32(uint64_t(o.layers)));
+  set(a + "attention.head_count", u32(uint64_t(o.heads)));
+  set(a + "attention.head_count_kv", u32(uint64_t(o.kv_heads)));
+  if (q_dim != o.dim) {  // otherwise implied, and older readers do not expect the keys
+    set(a + "attention.key_length", u32(uint64_t(hd)));
+    set(a + "attention.value_length", u32(uint64_t(hd)));
+  }
+  set(a + "rope.dimension_count", u32(uint64_t(hd)));
+  set(a + "rope.freq_base", gguf::Writer::make_f32(qwen ? 1e6f : 1e4f));
+  set(a + "attention.layer_norm_rms_epsilon", gguf::Writer::make_f32(qwen ? 1e-6f : 1e-5f));
+  set(a + "vocab_size", u32(uint64_t(n_vocab)));
+  for (const auto& [key, value] : vocab->metadata())
+    if (key.rfind("tokenizer.", 0) == 0) set(key, value);
+
+  // Tensors in the order llama.cpp's converter writes them.
+  const ModelShape shape{o.layers, o.layers, !o.tied};
+  std::vector<Planned> plan;
+  std::vector<std::string> fallbacks;  // each distinct reason once
+  auto matrix = [&](const std::string& name, int64_t in, int64_t out, float std) {
+    const TypeChoice c = choose_type(mix, name, {in, out}, shape, o.pure);
+    plan.push_back({{name, c.type, {in, out}}, std, 0});
+    if (!c.fallback.empty() &&
+        std::find(fallbacks.begin(), fallbacks.end(), c.fallback) == fallbacks.end())
+      fallbacks.push_back(c.fallback);
+  };
+  auto vec = [&](const std::string& name, int64_t n, float std, float value) {
+    plan.push_back({{name, DType::F32, {n}}, std, value});
+  };
+  auto inv_sqrt = [](int64_t n) { return float(1.0 / std::sqrt(double(n))); };
+  // An untied embedding of rms 1 weighs like one layer's contribution to the residual stream;
+  // a tied one doubles as the output matrix and is scaled like it, to keep logits moderate.
+  matrix("token_embd.weight", o.dim, n_vocab, o.tied ? inv_sqrt(o.dim) : 1.0f);
+  for (int64_t l = 0; l < o.layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    vec(p + "attn_norm.weight", o.dim, 0, 1);
+    matrix(p + "attn_q.weight", o.dim, q_dim, inv_sqrt(o.dim));
+    matrix(p + "attn_k.weight", o.dim, kv_dim, inv_sqrt(o.dim));
+    matrix(p + "attn_v.weight", o.dim, kv_dim, inv_sqrt(o.dim));
+    matrix(p + "attn_output.weight", q_dim, o.dim, inv_sqrt(q_dim));
+    if (o.arch == "qwen2") {
+      vec(p + "attn_q.bias", q_dim, 0.02f, 0);
+      vec(p + "attn_k.bias", kv_dim, 0.02f, 0);
+      vec(p + "attn_v.bias", kv_dim, 0.02f, 0);
+    }
+    if (o.arch == "qwen3") {
+      vec(p + "attn_q_norm.weight", hd, 0, 1);
+      vec(p + "attn_k_norm.weight", hd, 0, 1);
+    }
+    vec(p + "ffn_norm.weight", o.dim, 0, 1);
+    matrix(p + "ffn_gate.weight", o.dim, o.ffn, inv_sqrt(o.dim));
+    matrix(p + "ffn_up.weight", o.dim, o.ffn, inv_sqrt(o.dim));
+    matrix(p + "ffn_down.weight", o.ffn, o.dim, inv_sqrt(o.ffn));
+  }
+  vec("output_norm.weight", o.dim, 0, 1);
+  if (!o.tied) matrix("output.weight", o.dim, n_vocab, inv_sqrt(o.dim));
+
+  for (const std::string& f : fallbacks) std::fprintf(stderr, "synth: %s\n", f.c_str());
+
+  std::vector<TensorSpec> specs;
+  SynthResult res;
+  res.n_vocab = n_vocab;
+  for (const Planned& p : plan) {
+    specs.push_back(p.spec);
+    res.n_params += uint64_t(p.spec.dims[0] * p.spec.n_rows());
+  }
+  GgufStreamWriter w(o.out_path, kv, specs);
+  const int n_threads =
+      o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  Progress bar("synth", w.total_bytes() - w.bytes_written());
+  // Random weights lose nothing to a quick choice of K-quant scales.
+  RowStreamer rows(w, n_threads, Effort::kFast);
+  for (size_t k = 0; k < plan.size(); ++k) {
+    const Planned& p = plan[k];
+    const int64_t n = p.spec.dims[0];
+    auto fill = [&, k](int64_t row, float* out) {
+      if (p.std == 0) {
+        std::fill(out, out + n, p.value);
+        return;
+      }
+      Rng rng(o.seed, k, uint64_t(row));
+      for (int64_t i = 0; i < n; ++i) out[i] = p.std * rng.normal();
+    };
+    rows.rows(p.spec.type, n, p.spec.n_rows(), fill, [&](uint64_t b) {
+      if (o.progress) bar.add(b);
+    });
+  }
+  rows.flush();
+  w.finish();
+  if (o.progress) bar.finish();
+  res.file_bytes = w.total_bytes();
+  res.seconds = bar.seconds();
+  return res;
+}
+
+}  // namespace tf::tools

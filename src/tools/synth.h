@@ -1,0 +1,36 @@
+// `tokenfab synth`: a random-weight Llama / Qwen2 / Qwen3 model of any shape and weight type,
+// with a real tokenizer copied from another GGUF. Nothing learned is in it; it exists so that
+// speed and memory can be measured on realistic shapes without downloading a model.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace tf::tools {
+
+struct SynthOptions {
+  std::string out_path;
+  std::string vocab_path;      // any GGUF with tokenizer.* metadata (vocab-only files work)
+  std::string arch = "llama";  // llama, qwen2, qwen3
+  int64_t dim = 2048, ffn = 5632, layers = 8, heads = 32, kv_heads = 4;
+  int64_t head_dim = 0;  // 0: dim / heads
+  int64_t ctx = 2048;
+  std::string type = "q4_0";  // any name parse_mix() accepts, mixtures included
+  bool pure = false;          // every matrix in the base type (no llama.cpp mixture rules)
+  bool tied = false;          // no output.weight: token_embd is the output matrix too
+  uint64_t seed = 1;
+  int threads = 0;  // 0: all cores
+  bool progress = true;
+};
+
+struct SynthResult {
+  uint64_t file_bytes = 0;
+  uint64_t n_params = 0;
+  int64_t n_vocab = 0;
+  double seconds = 0;
+};
+
+// Writes the model. Throws tf::Error for a bad shape, type or vocab file.
+SynthResult synth_model(const SynthOptions& opts);
+
+}  // namespace tf::tools
