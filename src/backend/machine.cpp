@@ -35,6 +35,20 @@ __attribute__((target("avx2"))) uint64_t read_avx2(const uint8_t* p, size_t n) {
   return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
+__attribute__((target("avx512f"))) uint64_t read_avx512(const uint8_t* p, size_t n) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (size_t i = 0; i + 256 <= n; i += 256) {
+    a0 = _mm512_xor_si512(a0, _mm512_load_si512((const void*)(p + i)));
+    a1 = _mm512_xor_si512(a1, _mm512_load_si512((const void*)(p + i + 64)));
+    a2 = _mm512_xor_si512(a2, _mm512_load_si512((const void*)(p + i + 128)));
+    a3 = _mm512_xor_si512(a3, _mm512_load_si512((const void*)(p + i + 192)));
+  }
+  const __m512i x = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
+  alignas(64) uint64_t v[8];
+  _mm512_store_si512((void*)v, x);
+  return v[0] ^ v[1] ^ v[2] ^ v[3] ^ v[4] ^ v[5] ^ v[6] ^ v[7];
+}
+
 uint64_t read_scalar(const uint8_t* p, size_t n) {
   uint64_t a = 0, b = 0;
   for (size_t i = 0; i + 16 <= n; i += 16) {
@@ -48,8 +62,9 @@ uint64_t read_scalar(const uint8_t* p, size_t n) {
 }
 
 uint64_t read_block(const uint8_t* p, size_t n) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2 ? read_avx2(p, n) : read_scalar(p, n);
+  return avx512 ? read_avx512(p, n) : avx2 ? read_avx2(p, n) : read_scalar(p, n);
 }
 
 // Runs fn(tid) on `threads` threads started together; returns the wall time in seconds.

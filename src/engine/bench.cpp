@@ -3,6 +3,7 @@
 // token reads and what fraction of the measured memory bandwidth that makes.
 #include <chrono>
 #include <cmath>
+#include <memory>
 #include <random>
 
 #include "backend/machine.h"
@@ -33,7 +34,9 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   cp.n_ctx = std::max<int64_t>(16, p.n_prompt + p.n_gen);
   cp.n_batch = std::max<int64_t>(1, p.n_prompt);
   cp.n_threads = r.threads;
-  Context ctx(model, cp);
+  // The context (and its spinning worker threads) must be gone before bandwidth is measured.
+  auto ctx_ptr = std::make_unique<Context>(model, cp);
+  Context& ctx = *ctx_ptr;
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> tok(0, int32_t(model.config().n_vocab - 1));
 
@@ -68,6 +71,7 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   }
   r.pp = stats(pp);
   r.tg = stats(tg);
+  ctx_ptr.reset();
   if (p.measure_bandwidth) {
     r.bandwidth_gb_s = measure_read_bandwidth(r.threads, size_t(512) << 20, 3);
     if (r.bandwidth_gb_s > 0) r.bandwidth_fraction = r.bytes_per_token * r.tg.mean / (r.bandwidth_gb_s * 1e9);
