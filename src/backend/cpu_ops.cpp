@@ -8,6 +8,40 @@
 #include "util/error.h"
 
 namespace tf {
+namespace {
+
+// ggml_v_expf, the exp of llama.cpp's vectorized softmax and SiLU on AVX-512 (an approximation
+// adapted from ARM's optimized routines, within ~1.5 ulp of exp), evaluated for one lane:
+// x = n ln2 + b with n integral, exp(b) by a degree-5 polynomial, then scaled by 2^n. The
+// result is not always the correctly rounded exp, so std::exp would differ in the last bit
+// now and then, and such bits decide later roundings (f16 attention weights, Q8_0
+// activations).
+float exp_ggml(float x) {
+  const float shift = 0x1.8p23f;  // adding it rounds x * log2(e) to an integer
+  const float n = std::fma(x, 0x1.715476p+0f, shift) - shift;
+  // b = x - n ln2, with ln2 split in two parts so the products are exact
+  const float b = std::fma(-n, 0x1.7f7d1cp-20f, std::fma(-n, 0x1.62e4p-1f, x));
+  if (std::isnan(n)) return n;
+  if (std::fabs(n) > 192.0f) return n > 0.0f ? INFINITY : 0.0f;  // far out of range
+  const float u = b * b;
+  const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
+                                    std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
+                           u, std::fma(0x1.ffffecp-1f, b, 1.0f));
+  return std::ldexp(j, int(n));  // _mm512_scalef_ps: one rounding, also for subnormals
+}
+
+}  // namespace
+
+DotKernel llama_dot_kernel(DType w, int64_t rows, int64_t cols, int64_t n_tok) {
+  // llamafile_sgemm: "only enable sgemm for prompt processing" (n >= 2). For F32/F16 its
+  // tinyBLAS<16 lanes> needs k % 16 == 0 and m % 4 == 0, else ggml falls back to vec_dot.
+  // For the legacy quantized types both kernels compute the same, so the answer does not
+  // matter; BF16 (and the K types, which have no x86 sgemm) ignore it.
+  if (n_tok < 2) return DotKernel::VecDot;
+  if ((w == DType::F32 || w == DType::F16) && (cols % 16 != 0 || rows % 4 != 0))
+    return DotKernel::VecDot;
+  return DotKernel::Sgemm;
+}
 
 void rms_norm(const float* x, const float* w, float* out, int64_t n, float eps) {
   double sum = 0.0;
@@ -72,9 +106,13 @@ void add_inplace(float* x, const float* y, int64_t n) {
 }
 
 void silu_mul_inplace(float* gate, const float* up, int64_t n) {
+  // ggml_vec_silu_f32: x / (1 + exp(-x)) with exp_ggml on whole groups of 16, the libm expf
+  // on the rest; the product with up is a separate float multiply.
+  const int64_t grouped = n - n % 16;
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    gate[i] = g / (1.0f + std::exp(-g)) * up[i];
+    const float e = i < grouped ? exp_ggml(-g) : std::exp(-g);
+    gate[i] = (g / (1.0f + e)) * up[i];
   }
 }
 
@@ -98,20 +136,25 @@ void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopePa
       const int i0 = p.neox ? i : 2 * i;
       const int i1 = p.neox ? i + half : 2 * i + 1;
       const float a = v[i0], b = v[i1];
-      v[i0] = a * cs[i] - b * sn[i];
-      v[i1] = a * sn[i] + b * cs[i];
+      // As GCC compiles ggml's rope (FMA contraction): one product of each pair is rounded,
+      // the other fused into the add, which changes the last bit now and then.
+      v[i0] = std::fma(a, cs[i], -(b * sn[i]));
+      v[i1] = std::fma(a, sn[i], b * cs[i]);
     }
   }
 }
 
 void softmax_inplace(float* x, int64_t n) {
+  // ggml_soft_max (no mask bias beyond -inf): exp_ggml(x - max) in groups of 16, each group
+  // summed in float in _mm512_reduce_add_ps order and the group sums added in double; then
+  // multiplied by the float reciprocal of the sum. The -inf padding adds exact zeros.
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
   double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float e = (x[i] == -INFINITY) ? 0.0f : std::exp(x[i] - mx);
-    x[i] = e;
-    sum += e;
+  for (int64_t i0 = 0; i0 < n; i0 += 16) {
+    float e[16] = {};
+    for (int64_t i = i0; i < std::min(n, i0 + 16); ++i) x[i] = e[i - i0] = exp_ggml(x[i] - mx);
+    sum += double(reduce_add16(e));
   }
   const float inv = float(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;

@@ -8,6 +8,7 @@
 
 #include "backend/thread_pool.h"
 #include "tensor/dtype.h"
+#include "tensor/quants.h"
 
 namespace tf {
 
@@ -26,6 +27,12 @@ struct WeightView {
 // llama.cpp does, so that results agree to the last bits on long rows.
 void rms_norm(const float* x, const float* w, float* out, int64_t n, float eps);
 
+// The kernel llama.cpp's CPU backend (AVX-512 build) uses for the product of a rows x cols
+// matrix of type w with n_tok activation rows: llamafile's sgemm takes two or more rows when
+// its tile shapes fit (for F32/F16: cols % 16 == 0 and rows % 4 == 0), ggml's vec_dot the rest.
+// It matters for the rounding of F32/F16 products (including attention's); see DotKernel.
+DotKernel llama_dot_kernel(DType w, int64_t rows, int64_t cols, int64_t n_tok);
+
 // y[t][r] = dot(W[r], x[t]) for t < n_tok. Activations are first converted to the weight
 // type's vec_dot_type in `act_scratch` (grown if needed; reuse it to avoid allocation).
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok, float* y,
@@ -35,7 +42,9 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
 void get_row(const WeightView& w, int64_t r, float* out);
 
 void add_inplace(float* x, const float* y, int64_t n);
-// gate[i] = silu(gate[i]) * up[i]
+// gate[i] = silu(gate[i]) * up[i] for one row of n values, rounding like llama.cpp (the
+// 16-element groups of its vectorized SiLU start at the row's first element, so call this per
+// row).
 void silu_mul_inplace(float* gate, const float* up, int64_t n);
 
 // Rotary position embedding of one token's heads, in place.
@@ -48,7 +57,8 @@ struct RopeParams {
 };
 void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p);
 
-// Softmax of n values in place (max-subtracted, sum in double).
+// Softmax of n values in place, rounding like llama.cpp's soft_max on a row that continues
+// with -inf up to a multiple of 16 (its attention rows are padded to a multiple of 32 cells).
 void softmax_inplace(float* x, int64_t n);
 
 }  // namespace tf

@@ -9,10 +9,6 @@
 
 namespace tf {
 
-namespace {
-inline float round_f16(float x) { return fp16_to_f32(f32_to_fp16(x)); }
-}  // namespace
-
 Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       cfg_(model.config()),
@@ -32,6 +28,7 @@ Context::Context(const Model& model, const ContextParams& params)
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
   scores_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
+  attn_f16_.resize(size_t(pool_.size()) * size_t(cfg_.head_dim + 1) * size_t(kv_.n_ctx()));
 }
 
 void Context::decode(const Batch& b) {
@@ -113,13 +110,27 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
     matmul(pool_, L.wo, att_.data(), n, xb2_.data(), act_);
     for (int64_t t = 0; t < n; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
 
+    // After the last layer's attention only the tokens that want logits matter: keep just
+    // their rows (in order), as llama.cpp does. Besides saving work, this makes the row count
+    // of the last feed-forward products llama.cpp's, which decides their kernel's rounding.
+    int64_t rows = n;
+    if (l == c.n_layer - 1) {
+      rows = 0;
+      for (int64_t t = 0; t < n; ++t) {
+        if (!want[t]) continue;
+        if (rows != t) std::copy_n(&x_[t * E], E, &x_[rows * E]);
+        ++rows;
+      }
+    }
+
     // Feed-forward block (SwiGLU).
-    for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * E], L.ffn_norm.data(), &xb_[t * E], E, c.rms_eps);
-    matmul(pool_, L.w_gate, xb_.data(), n, hb_.data(), act_);
-    matmul(pool_, L.w_up, xb_.data(), n, hb2_.data(), act_);
-    silu_mul_inplace(hb_.data(), hb2_.data(), n * F);
-    matmul(pool_, L.w_down, hb_.data(), n, xb2_.data(), act_);
-    for (int64_t t = 0; t < n; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
+    for (int64_t t = 0; t < rows; ++t)
+      rms_norm(&x_[t * E], L.ffn_norm.data(), &xb_[t * E], E, c.rms_eps);
+    matmul(pool_, L.w_gate, xb_.data(), rows, hb_.data(), act_);
+    matmul(pool_, L.w_up, xb_.data(), rows, hb2_.data(), act_);
+    for (int64_t t = 0; t < rows; ++t) silu_mul_inplace(&hb_[t * F], &hb2_[t * F], F);
+    matmul(pool_, L.w_down, hb_.data(), rows, xb2_.data(), act_);
+    for (int64_t t = 0; t < rows; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
   }
 
   for (int64_t t = 0; t < n; ++t) {
@@ -127,53 +138,62 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
     if (p + 1 > kv_.seq_len(seq[t])) kv_.set_seq_len(seq[t], p + 1);
   }
 
-  // Final norm and output projection, only for the tokens that want logits.
+  // Final norm and output projection; x_ now holds just the rows that want logits.
   int64_t m = 0;
-  for (int64_t t = 0; t < n; ++t) {
-    if (!want[t]) continue;
-    rms_norm(&x_[t * E], model_.output_norm().data(), &xb_[m * E], E, c.rms_eps);
-    ++m;
-  }
+  for (int64_t t = 0; t < n; ++t) m += want[t] ? 1 : 0;
+  for (int64_t t = 0; t < m; ++t)
+    rms_norm(&x_[t * E], model_.output_norm().data(), &xb_[t * E], E, c.rms_eps);
   if (m > 0) {
     matmul(pool_, model_.output(), xb_.data(), m, logits_.data() + size_t(n_out_) * size_t(n_vocab_), act_);
     n_out_ += m;
   }
 }
 
-// Scaled dot-product attention of each (token, head) over its sequence's cached positions.
-// Rounding follows llama.cpp's CPU path with an fp16 cache: q and the softmax weights are
-// rounded to fp16 before their dot products with the fp16 keys and values.
+// Scaled dot-product attention of each (token, head) over its sequence's cached positions,
+// rounding like llama.cpp's CPU path without flash attention: q is rounded to fp16 for the
+// products with the fp16 keys (kq = K q), the softmax weights are rounded to fp16 for the
+// products with the fp16 values (kqv = V^T p, V stored transposed), and both products use the
+// kernels llama.cpp would pick for them (llama_dot_kernel).
 void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(D));
   const int64_t n_ctx = kv_.n_ctx();
+  // llama.cpp attends over the first n_kv cells of its cache, the used length rounded up to a
+  // multiple of 32, with the cells after each token's position masked out (weight exactly 0).
+  // The padding adds nothing, but for a single token n_kv decides which products
+  // ggml_vec_dot_f16 adds in float SIMD lanes and which in double.
+  int32_t max_pos = 0;
+  for (int64_t t = 0; t < n; ++t) max_pos = std::max(max_pos, pos[t]);
+  const int64_t n_kv = std::min<int64_t>(n_ctx, (int64_t(max_pos) + 32) / 32 * 32);
+  const DotKernel kq_kernel = llama_dot_kernel(DType::F16, n_kv, D, n);
+  const DotKernel kqv_kernel = llama_dot_kernel(DType::F16, D, n_kv, n);
   // Small attention jobs (short contexts, tiny models) run on this thread alone: waking the
   // pool would cost more than the work.
   int64_t work = 0;
   for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * c.n_head * D;
   auto job = [&](int64_t b, int64_t e, int tid) {
     float* sc = &scores_[size_t(tid) * size_t(n_ctx)];
-    float qh[4096];
+    // fp16 weights, then the head's values transposed: D rows of n_kv
+    uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(D + 1) * size_t(n_ctx)];
+    uint16_t* vt = p16 + n_kv;
+    uint16_t qh[4096];  // head_dim <= 4096 is checked when the model loads
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
       const float* q = &q_[t * Q + h * D];
-      for (int64_t d = 0; d < D; ++d) qh[d] = round_f16(q[d]);
+      for (int64_t d = 0; d < D; ++d) qh[d] = f32_to_fp16(q[d]);
       const int64_t len = int64_t(pos[t]) + 1;
-      for (int64_t j = 0; j < len; ++j) {
-        const uint16_t* k = kv_.k(layer, seq[t], j) + kvh * D;
-        double s = 0.0;  // products of halves are exact; only the sum rounds
-        for (int64_t d = 0; d < D; ++d) s += double(qh[d] * fp16_to_f32(k[d]));
-        sc[j] = float(s) * scale;
-      }
+      for (int64_t j = 0; j < len; ++j)
+        sc[j] = vec_dot(DType::F16, kv_.k(layer, seq[t], j) + kvh * D, qh, D, kq_kernel) * scale;
       softmax_inplace(sc, len);
-      float* out = &att_[t * Q + h * D];
-      std::fill(out, out + D, 0.f);
-      for (int64_t j = 0; j < len; ++j) {
-        const float p = round_f16(sc[j]);
+      for (int64_t j = 0; j < n_kv; ++j) p16[j] = j < len ? f32_to_fp16(sc[j]) : 0;
+      for (int64_t j = 0; j < n_kv; ++j) {
         const uint16_t* v = kv_.v(layer, seq[t], j) + kvh * D;
-        for (int64_t d = 0; d < D; ++d) out[d] += p * fp16_to_f32(v[d]);
+        for (int64_t d = 0; d < D; ++d) vt[d * n_kv + j] = j < len ? v[d] : 0;
       }
+      float* out = &att_[t * Q + h * D];
+      for (int64_t d = 0; d < D; ++d)
+        out[d] = vec_dot(DType::F16, vt + d * n_kv, p16, n_kv, kqv_kernel);
     }
   };
   if (work < (int64_t(1) << 16)) {

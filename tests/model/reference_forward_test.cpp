@@ -147,14 +147,19 @@ void check_against_reference(const TinySpec& s, double tol) {
   }
   EXPECT_LT(worst, tol) << s.arch << ": max |logit - reference|";
 
-  // Token by token through the KV cache: the same bits as the batch.
+  // Token by token through the KV cache: the same values as the batch, up to rounding. Not
+  // the same bits: like llama.cpp, products with a single activation row add their terms in
+  // another order than batched ones for F32/F16 (tf::DotKernel), attention's included.
   tf::Context ctx2(*l.model, cp);
   for (size_t t = 0; t < kTokens.size(); ++t) {
     b.clear();
     b.add(kTokens[t], int32_t(t), 0, true);
     ctx2.decode(b);
-    std::vector<float> one(ctx2.logits(0), ctx2.logits(0) + s.n_vocab);
-    ASSERT_EQ(one, batched[t]) << s.arch << ": incremental differs from batch at position " << t;
+    for (int i = 0; i < s.n_vocab; ++i) {
+      const float one = ctx2.logits(0)[i], all = batched[t][size_t(i)];
+      ASSERT_NEAR(one, all, 1e-4 * (1 + std::fabs(all)))
+          << s.arch << ": incremental differs from batch at position " << t << ", logit " << i;
+    }
   }
 }
 

@@ -76,9 +76,18 @@ TF_TARGET_AVX2 void dot_q4_0(const uint8_t* w, size_t stride, int64_t nrows, con
   }
 }
 
-// Q8_0: both sides signed, which maddubs cannot take without tricks that break on -128, so
-// widen to int16 and use madd (exact for every int8 pair). The activations are widened once
-// (v0 = codes 0..15, v1 = 16..31 as int16).
+// Q8_0 with llama.cpp's float arithmetic (ggml_vec_dot_q8_0_q8_0's AVX2 path, which its
+// AVX-512 builds use too, and tinyBLAS_Q0_AVX): per block, the products are summed in groups
+// of 4 consecutive elements into 8 int32 lanes, and each lane goes into the row's single float
+// accumulator with one FMA by d_w * d_a, in block order; the lanes are added at the end as
+// ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). Any other grouping, or splitting the blocks over
+// two accumulators, changes the float sums in the last bit now and then, which flips later
+// Q8_0 activation roundings and moves logits visibly (see dot_q8_0 in
+// tensor/quants_legacy.cpp); this computes the reference's result bit for bit.
+//
+// The integer part widens both sides to int16 and uses madd (exact for every int8 pair, -128
+// included, unlike ggml's sign trick); hadd then forms the groups of 4 in the lane order
+// l0 l1 l4 l5 | l2 l3 l6 l7, which is undone once per row, before the final sum.
 TF_TARGET_AVX2 void prepare_q8_0(const BlockQ8_0* y, int64_t nb, ActBlock* out) {
   for (int64_t i = 0; i < nb; ++i) {
     const auto* q = reinterpret_cast<const __m128i*>(y[i].qs);
@@ -94,10 +103,10 @@ TF_TARGET_AVX2 inline __m256 q8_0_block(const BlockQ8_0& x, const ActBlock& a, _
   const auto* q = reinterpret_cast<const __m128i*>(x.qs);
   const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(q));
   const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(q + 1));
-  const __m256i p =
-      _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_load_si256((const __m256i*)a.v0)),
-                       _mm256_madd_epi16(w1, _mm256_load_si256((const __m256i*)a.v1)));
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(x.d) * a.d), acc);
+  const __m256i p = _mm256_hadd_epi32(
+      _mm256_madd_epi16(w0, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.v0))),
+      _mm256_madd_epi16(w1, _mm256_load_si256(reinterpret_cast<const __m256i*>(a.v1))));
+  return _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(x.d) * a.d), _mm256_cvtepi32_ps(p), acc);
 }
 
 TF_TARGET_AVX2 void dot_q8_0(const uint8_t* w, size_t stride, int64_t nrows, const uint8_t* act,
@@ -107,15 +116,14 @@ TF_TARGET_AVX2 void dot_q8_0(const uint8_t* w, size_t stride, int64_t nrows, con
   prepare_q8_0(reinterpret_cast<const BlockQ8_0*>(act), nb, blocks);
   for (int64_t r = 0; r < nrows; ++r) {
     const auto* x = reinterpret_cast<const BlockQ8_0*>(w + size_t(r) * stride);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
       _mm_prefetch(reinterpret_cast<const char*>(x + i) + kPrefetch, _MM_HINT_T0);
-      acc0 = q8_0_block(x[i], blocks[i], acc0);
-      acc1 = q8_0_block(x[i + 1], blocks[i + 1], acc1);
+      acc = q8_0_block(x[i], blocks[i], acc);
     }
-    if (i < nb) acc0 = q8_0_block(x[i], blocks[i], acc0);
-    out[r * os] = hsum(_mm256_add_ps(acc0, acc1));
+    // l0 l1 l4 l5 | l2 l3 l6 l7 -> l0 .. l7 (64-bit pieces 0 2 1 3)
+    acc = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(acc), 0xD8));
+    out[r * os] = hsum(acc);
   }
 }
 

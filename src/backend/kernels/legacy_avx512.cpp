@@ -6,7 +6,7 @@
 // are 0..15 before their -8; Q8_0 codes get +128 by flipping the top bit) and the offset times
 // the activation sum is subtracted: that "bias" depends only on the activations, so it is
 // computed once per call, with the activation codes and scales, into a scratch buffer that
-// every row then reads.
+// every row then reads. (Q4_0 here is not llama.cpp's summation order; Q8_0 is.)
 #include "backend/kernels/internal.h"
 
 #ifdef TF_KERNELS_X86
@@ -124,71 +124,52 @@ TF_TARGET_AVX512_VNNI void dot_q4_0(const uint8_t* w, size_t stride, int64_t nro
   }
 }
 
-// ---- Q8_0, a pair of blocks per vector ----
-
-// Activation values for blocks 2p and 2p+1 (zeros standing in for a missing last block).
-struct alignas(64) ActPair {
-  int8_t a[64];      // the codes, block 2p then 2p+1
-  int32_t bias[16];  // per lane: -128 * (sum of the lane's 4 codes)
-  float d[16];       // lanes 0..7: scale of block 2p, 8..15: of block 2p+1
+// ---- Q8_0, one block per 256-bit vector ----
+//
+// llama.cpp's float arithmetic (see dot_q8_0 in legacy_avx2.cpp): vpdpbusd sums the products
+// of 4 consecutive codes into each of 8 int32 lanes (weights made unsigned by +128, the bias
+// -128 * sum of the lane's 4 activation codes precomputed), and the lanes go into a single
+// accumulator with one FMA per block, in block order. Two blocks per 512-bit vector or two
+// accumulators would be faster but add the block terms in another order than llama.cpp.
+struct alignas(32) ActQ8 {
+  int8_t a[32];     // the codes
+  int32_t bias[8];  // -128 * (sum of the lane's 4 codes)
+  float d;
+  float pad[7];
 };
-
-TF_TARGET_AVX512_VNNI void prepare_pairs(const BlockQ8_0* y, int64_t nb, ActPair* out) {
-  for (int64_t i = 0; i < nb; i += 2) {
-    const bool two = i + 1 < nb;
-    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
-    const __m256i hi = two ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i + 1].qs))
-                           : _mm256_setzero_si256();
-    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(char(0x80)), a);
-    const __m512 d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(y[i].d)),
-                                          _mm512_set1_ps(two ? _cvtsh_ss(y[i + 1].d) : 0.0f));
-    ActPair& p = out[i / 2];
-    _mm512_store_si512(p.a, a);
-    _mm512_store_si512(p.bias, _mm512_sub_epi32(_mm512_setzero_si512(), s));
-    _mm512_store_ps(p.d, d);
-  }
-}
-
-// Q8_0 pairs are 68 bytes; the codes come in two 32-byte loads (the second skipped for a
-// missing last block: flipped zeros are 128, times zero activations) and the two scales are
-// combined in a general register and spread by vpermw.
-template <bool kHalfPair>
-TF_TARGET_AVX512_VNNI inline __m512 q8_0_pair(const BlockQ8_0* x, const ActPair& p, __m256i didx,
-                                              __m512 acc) {
-  const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[0].qs));
-  const __m256i hi = kHalfPair ? _mm256_setzero_si256()
-                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[1].qs));
-  const __m512i q = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
-                                     _mm512_set1_epi8(char(0x80)));
-  const __m512i s = _mm512_dpbusd_epi32(_mm512_load_si512(p.bias), q, _mm512_load_si512(p.a));
-  const uint32_t d01 = kHalfPair ? x[0].d : uint32_t(x[0].d) | (uint32_t(x[1].d) << 16);
-  const __m256i dd = _mm256_castsi128_si256(_mm_cvtsi32_si128(int(d01)));
-  const __m512 dw = _mm512_cvtph_ps(_mm256_permutexvar_epi16(didx, dd));
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(p.d)), acc);
-}
 
 TF_TARGET_AVX512_VNNI void dot_q8_0(const uint8_t* w, size_t stride, int64_t nrows,
                                     const uint8_t* act, int64_t n, float* out, int64_t os) {
-  const int64_t nb = n / kQK, np = (nb + 1) / 2;
-  auto* pairs = reinterpret_cast<ActPair*>(act_scratch(size_t(np) * sizeof(ActPair)));
-  prepare_pairs(reinterpret_cast<const BlockQ8_0*>(act), nb, pairs);
-  const __m256i didx = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const int64_t nb = n / kQK;
+  const auto* y = reinterpret_cast<const BlockQ8_0*>(act);
+  auto* blocks = reinterpret_cast<ActQ8*>(act_scratch(size_t(nb) * sizeof(ActQ8)));
+  const __m256i flip = _mm256_set1_epi8(char(0x80));
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), flip, a);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(blocks[i].a), a);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(blocks[i].bias),
+                       _mm256_sub_epi32(_mm256_setzero_si256(), s));
+    blocks[i].d = _cvtsh_ss(y[i].d);
+  }
   for (int64_t r = 0; r < nrows; ++r) {
     const auto* x = reinterpret_cast<const BlockQ8_0*>(w + size_t(r) * stride);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p + 2 < np; p += 2) {
-      const char* pf = reinterpret_cast<const char*>(x + 2 * p) + kPrefetch;
-      _mm_prefetch(pf, _MM_HINT_T0);
-      _mm_prefetch(pf + 64, _MM_HINT_T0);
-      acc0 = q8_0_pair<false>(x + 2 * p, pairs[p], didx, acc0);
-      acc1 = q8_0_pair<false>(x + 2 * p + 2, pairs[p + 1], didx, acc1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(x + i) + kPrefetch, _MM_HINT_T0);
+      const __m256i q =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs)), flip);
+      const __m256i s =
+          _mm256_dpbusd_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(blocks[i].bias)),
+                              q, _mm256_load_si256(reinterpret_cast<const __m256i*>(blocks[i].a)));
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(x[i].d) * blocks[i].d), _mm256_cvtepi32_ps(s),
+                            acc);
     }
-    for (; p < np - 1; ++p) acc0 = q8_0_pair<false>(x + 2 * p, pairs[p], didx, acc0);
-    acc1 = nb % 2 ? q8_0_pair<true>(x + 2 * p, pairs[p], didx, acc1)
-                  : q8_0_pair<false>(x + 2 * p, pairs[p], didx, acc1);
-    out[r * os] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    // ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)), like ggml's hsum_float_8
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    out[r * os] = _mm_cvtss_f32(h);
   }
 }
 
