@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "backend/kernels/f16_dot.h"
 #include "tensor/fp16.h"
 #include "util/error.h"
 
@@ -184,7 +185,7 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
       for (int64_t d = 0; d < D; ++d) qh[d] = f32_to_fp16(q[d]);
       const int64_t len = int64_t(pos[t]) + 1;
       for (int64_t j = 0; j < len; ++j)
-        sc[j] = vec_dot(DType::F16, kv_.k(layer, seq[t], j) + kvh * D, qh, D, kq_kernel) * scale;
+        sc[j] = kernels::dot_f16_ordered(kv_.k(layer, seq[t], j) + kvh * D, qh, D, kq_kernel) * scale;
       softmax_inplace(sc, len);
       for (int64_t j = 0; j < n_kv; ++j) p16[j] = j < len ? f32_to_fp16(sc[j]) : 0;
       for (int64_t j = 0; j < n_kv; ++j) {
@@ -193,7 +194,7 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
       }
       float* out = &att_[t * Q + h * D];
       for (int64_t d = 0; d < D; ++d)
-        out[d] = vec_dot(DType::F16, vt + d * n_kv, p16, n_kv, kqv_kernel);
+        out[d] = kernels::dot_f16_ordered(vt + d * n_kv, p16, n_kv, kqv_kernel);
     }
   };
   if (work < (int64_t(1) << 16)) {
