@@ -78,14 +78,16 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
 
   StreamDecoder dec(*tok_);
   std::vector<float> logits(size_t(ctx_->n_vocab()));
+  std::vector<TokenId> banned;  // end-of-generation ids, masked when ignoring EOS
+  if (opts.ignore_eos)
+    for (TokenId id = 0; id < tok_->n_vocab(); ++id)
+      if (tok_->is_eog(id)) banned.push_back(id);
   int32_t pos = int32_t(g.prompt_ids.size());
   t0 = Clock::now();
   g.stop_reason = "length";
   for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
     std::copy(ctx_->logits(0), ctx_->logits(0) + ctx_->n_vocab(), logits.begin());
-    if (opts.ignore_eos)
-      for (TokenId id = 0; id < tok_->n_vocab(); ++id)
-        if (tok_->is_eog(id)) logits[size_t(id)] = -INFINITY;
+    for (TokenId id : banned) logits[size_t(id)] = -INFINITY;
     const TokenId tok = sampler.sample(logits.data(), ctx_->n_vocab());
     sampler.accept(tok);
     g.tokens.push_back(tok);
