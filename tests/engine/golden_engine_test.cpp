@@ -41,6 +41,21 @@ TEST_P(GoldenEngine, GreedyFromTextPrompt) {
       EXPECT_EQ(out.text, cs["generated_text"].get<std::string>()) << "prompt \"" << prompt << "\"";
       EXPECT_EQ(out.stop_reason, cs["stopped_eos"].get<bool>() ? "eos" : "length");
     }
+    if (cs.contains("ignore_eos_run")) {
+      // The same prompt with EOS banned, as llama.cpp's ignore_eos does.
+      const json& r = cs["ignore_eos_run"];
+      go.ignore_eos = true;
+      const tf::Generation ig = engine->generate(prompt, go);
+      go.ignore_eos = false;
+      const auto want_ig = r["generated_ids"].get<std::vector<int32_t>>();
+      std::set<int> ig_ties;
+      for (const json& t : r["near_ties"]) ig_ties.insert(t["step"].get<int>());
+      size_t k = 0;
+      while (k < want_ig.size() && k < ig.tokens.size() && ig.tokens[k] == want_ig[k]) ++k;
+      if (k < want_ig.size())
+        EXPECT_TRUE(ig_ties.count(int(k))) << "ignore_eos \"" << prompt << "\": first difference at step " << k;
+      EXPECT_EQ(ig.stop_reason, "length");
+    }
   }
 }
 
