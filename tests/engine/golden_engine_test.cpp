@@ -52,8 +52,9 @@ TEST_P(GoldenEngine, GreedyFromTextPrompt) {
       for (const json& t : r["near_ties"]) ig_ties.insert(t["step"].get<int>());
       size_t k = 0;
       while (k < want_ig.size() && k < ig.tokens.size() && ig.tokens[k] == want_ig[k]) ++k;
-      if (k < want_ig.size())
+      if (k < want_ig.size()) {
         EXPECT_TRUE(ig_ties.count(int(k))) << "ignore_eos \"" << prompt << "\": first difference at step " << k;
+      }
       EXPECT_EQ(ig.stop_reason, "length");
     }
   }
