@@ -29,7 +29,7 @@ Context::Context(const Model& model, const ContextParams& params)
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
   scores_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
-  attn_f16_.resize(size_t(pool_.size()) * size_t(cfg_.head_dim + 1) * size_t(kv_.n_ctx()));
+  attn_f16_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
 }
 
 void Context::decode(const Batch& b) {
@@ -101,10 +101,13 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
       rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
       rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
       uint16_t* kc = kv_.k(l, seq[t], pos[t]);
-      uint16_t* vc = kv_.v(l, seq[t], pos[t]);
       for (int64_t i = 0; i < KV; ++i) {
         kc[i] = f32_to_fp16(k[i]);
-        vc[i] = f32_to_fp16(v_[t * KV + i]);
+        // Values are read with weight 0 beyond a sequence's length (see attention), so they must
+        // stay finite: an overflow saturates instead of storing an infinity (0 * inf = NaN).
+        uint16_t h = f32_to_fp16(v_[t * KV + i]);
+        if ((h & 0x7FFF) == 0x7C00) h = uint16_t((h & 0x8000) | 0x7BFF);
+        kv_.v_row(l, seq[t], i)[pos[t]] = h;
       }
     }
     attention(l, pos, seq, n);
@@ -176,8 +179,7 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   auto job = [&](int64_t b, int64_t e, int tid) {
     float* sc = &scores_[size_t(tid) * size_t(n_ctx)];
     // fp16 weights, then the head's values transposed: D rows of n_kv
-    uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(D + 1) * size_t(n_ctx)];
-    uint16_t* vt = p16 + n_kv;
+    uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(n_ctx)];
     uint16_t qh[4096];  // head_dim <= 4096 is checked when the model loads
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
@@ -188,13 +190,11 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
         sc[j] = kernels::dot_f16_ordered(kv_.k(layer, seq[t], j) + kvh * D, qh, D, kq_kernel) * scale;
       softmax_inplace(sc, len);
       for (int64_t j = 0; j < n_kv; ++j) p16[j] = j < len ? f32_to_fp16(sc[j]) : 0;
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const uint16_t* v = kv_.v(layer, seq[t], j) + kvh * D;
-        for (int64_t d = 0; d < D; ++d) vt[d * n_kv + j] = j < len ? v[d] : 0;
-      }
+      // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
+      // nothing, so the transposed value rows are used in place.
       float* out = &att_[t * Q + h * D];
       for (int64_t d = 0; d < D; ++d)
-        out[d] = kernels::dot_f16_ordered(vt + d * n_kv, p16, n_kv, kqv_kernel);
+        out[d] = kernels::dot_f16_ordered(kv_.v_row(layer, seq[t], kvh * D + d), p16, n_kv, kqv_kernel);
     }
   };
   if (work < (int64_t(1) << 16)) {

@@ -75,7 +75,7 @@ class Context {
   KvCache kv_;
   // Scratch, sized for n_batch tokens at construction.
   std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, scores_;
-  std::vector<uint16_t> attn_f16_;  // per thread: fp16 softmax weights and transposed values
+  std::vector<uint16_t> attn_f16_;  // per thread: fp16 softmax weights
   std::vector<uint8_t> act_;
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
   std::vector<int32_t> seq_fill_;

@@ -1,6 +1,9 @@
 // Keys and values of past positions, in fp16, for a fixed number of sequence slots.
-// Layout: [layer][slot][position][kv_dim]. The engine assigns slots to requests; memory is
-// sized once, up front, and refused with a clear error when it cannot be had.
+// Keys: [layer][slot][position][kv_dim], one contiguous row per position, read by q.k.
+// Values: [layer][slot][kv_dim][position], transposed, so that each output element of
+// attention is one contiguous dot product over positions (as llama.cpp lays them out).
+// The engine assigns slots to requests; memory is sized once, up front, and refused with a
+// clear error when it cannot be had.
 #pragma once
 
 #include <cstddef>
@@ -18,7 +21,8 @@ class KvCache {
   size_t bytes() const { return (k_.size() + v_.size()) * sizeof(uint16_t); }
 
   uint16_t* k(int64_t layer, int64_t seq, int64_t pos) { return k_.data() + index(layer, seq, pos); }
-  uint16_t* v(int64_t layer, int64_t seq, int64_t pos) { return v_.data() + index(layer, seq, pos); }
+  // Row `i` (of kv_dim) of the transposed values: n_ctx positions.
+  uint16_t* v_row(int64_t layer, int64_t seq, int64_t i) { return v_.data() + index(layer, seq, 0) + size_t(i * n_ctx_); }
 
   // Number of leading positions of a slot that hold valid entries.
   int32_t seq_len(int64_t seq) const { return len_[size_t(seq)]; }
