@@ -17,17 +17,11 @@ inline void cpu_relax() {
 // How long an idle worker spins before sleeping: long enough to cover the gap between two
 // operations of a forward pass, short enough not to burn a core between requests.
 constexpr int kSpinIterations = 1 << 17;
+// How long the caller spins for stragglers before yielding its core to them.
 constexpr int kCallerSpins = 1 << 12;
-
-// Chunk `tid` of [0, n) split into `parts` pieces whose boundaries are multiples of grain.
-void chunk(int64_t n, int64_t grain, int parts, int tid, int64_t* begin, int64_t* end) {
-  const int64_t blocks = (n + grain - 1) / grain;
-  const int64_t per = blocks / parts, extra = blocks % parts;
-  const int64_t b0 = tid * per + std::min<int64_t>(tid, extra);
-  const int64_t b1 = b0 + per + (tid < extra ? 1 : 0);
-  *begin = std::min(n, b0 * grain);
-  *end = std::min(n, b1 * grain);
-}
+// Chunks per thread: enough to rebalance around a preempted or slow thread, few enough that
+// claiming stays negligible next to a chunk's work.
+constexpr int64_t kChunksPerThread = 4;
 
 }  // namespace
 
@@ -45,10 +39,20 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::run_chunk(int tid) {
-  int64_t b, e;
-  chunk(n_, grain_, n_threads_, tid, &b, &e);
-  if (b < e) (*body_)(b, e, tid);
+void ThreadPool::work_on(uint32_t job, int tid) {
+  for (;;) {
+    uint64_t c = claim_.load(std::memory_order_acquire);
+    int64_t idx;
+    do {
+      if (uint32_t(c >> 32) != job) return;  // a newer job: ours is finished
+      idx = int64_t(c & 0xFFFFFFFFu);
+      if (idx >= n_chunks_) return;
+    } while (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel));
+    // The claimed chunk keeps the job (body_, n_, chunk_) alive until we finish it.
+    const int64_t b = idx * chunk_, e = std::min(n_, b + chunk_);
+    (*body_)(b, e, tid);
+    remaining_.fetch_sub(1, std::memory_order_acq_rel);
+  }
 }
 
 void ThreadPool::worker(int tid) {
@@ -68,8 +72,7 @@ void ThreadPool::worker(int tid) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = g;
-    run_chunk(tid);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    work_on(uint32_t(g), tid);
   }
 }
 
@@ -80,20 +83,26 @@ void ThreadPool::parallel_for(int64_t n, const Body& body, int64_t grain) {
     body(0, n, 0);
     return;
   }
+  // Chunk size: a multiple of grain, about n / (threads * kChunksPerThread).
+  const int64_t blocks = (n + grain - 1) / grain;
+  const int64_t per = std::max<int64_t>(1, blocks / (n_threads_ * kChunksPerThread));
   body_ = &body;
   n_ = n;
-  grain_ = grain;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
+  chunk_ = per * grain;
+  n_chunks_ = (n + chunk_ - 1) / chunk_;
+  remaining_.store(n_chunks_, std::memory_order_relaxed);
+  const uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
+  claim_.store(uint64_t(uint32_t(g)) << 32, std::memory_order_release);
+  generation_.store(g, std::memory_order_release);
   if (sleepers_.load(std::memory_order_acquire) > 0) {
     // Taking the lock orders this notify after a worker's check-then-wait.
     std::lock_guard<std::mutex> lock(mu_);
     cv_.notify_all();
   }
-  run_chunk(0);
+  work_on(uint32_t(g), 0);
   // Spin briefly (the others normally finish within microseconds of us), then yield: on an
   // oversubscribed machine a worker may be waiting for a time slice that our spinning holds.
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+  for (int spin = 0; remaining_.load(std::memory_order_acquire) != 0; ++spin) {
     if (spin < kCallerSpins) {
       cpu_relax();
     } else {

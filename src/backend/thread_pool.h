@@ -3,8 +3,11 @@
 // A decode step runs ~10 parallel loops per layer, each lasting tens of microseconds, so
 // waking threads through the kernel (futex / condition variable, several microseconds each
 // way) would cost a large share of the step. Workers therefore spin on an atomic generation
-// counter for a while after each job and only then sleep on a condition variable; the caller
-// takes chunk 0 itself and spins until the others are done.
+// counter for a while after each job and only then sleep on a condition variable.
+//
+// Work is split into a few chunks per thread that participants claim from an atomic counter,
+// the caller included. A worker that the OS has descheduled (a busy machine) then costs at
+// most the chunk it holds, instead of stalling the whole loop until it runs again.
 #pragma once
 
 #include <atomic>
@@ -29,22 +32,27 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs body over [0, n) split in size() contiguous chunks whose boundaries are multiples
-  // of `grain`; returns when all are done. Runs on the calling thread alone when n <= grain.
+  // Runs body over [0, n) in contiguous chunks whose boundaries are multiples of `grain`;
+  // returns when all are done. Runs on the calling thread alone when n <= grain. Not
+  // reentrant: one loop at a time.
   void parallel_for(int64_t n, const Body& body, int64_t grain = 1);
 
  private:
   void worker(int tid);
-  void run_chunk(int tid);
+  // Claims and runs chunks of job `job` until none are left.
+  void work_on(uint32_t job, int tid);
 
   int n_threads_;
   std::vector<std::thread> threads_;
-  // The current job. Written by the caller before bumping generation_ (release), read by
-  // workers after seeing the new generation (acquire).
+  // The current job; valid while it has unfinished chunks (a claimed chunk keeps it alive).
   const Body* body_ = nullptr;
-  int64_t n_ = 0, grain_ = 1;
+  int64_t n_ = 0, chunk_ = 1;
+  int64_t n_chunks_ = 0;
+  // High 32 bits: job id; low 32 bits: next chunk to claim. Claiming compares the job id, so
+  // a late worker cannot take a chunk of a newer job with an older job's view.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int64_t> remaining_{0};  // chunks not yet finished
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   // Sleeping after a long idle spell.
   std::mutex mu_;

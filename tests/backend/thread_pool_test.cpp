@@ -42,13 +42,35 @@ TEST(ThreadPool, ManyBackToBackJobs) {
 
 TEST(ThreadPool, WakesSleepingWorkers) {
   tf::ThreadPool pool(3);
-  std::atomic<int> tids{0};
   for (int round = 0; round < 3; ++round) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // long enough to fall asleep
-    tids = 0;
-    pool.parallel_for(3, [&](int64_t, int64_t, int tid) { tids |= 1 << tid; });
+    // Three chunks, each waiting until all three have started: only possible if both sleeping
+    // workers woke up (a thread inside a chunk cannot claim another). A lost wake-up shows as
+    // a timeout, not a hang.
+    std::atomic<int> started{0}, tids{0};
+    std::atomic<bool> timed_out{false};
+    pool.parallel_for(3, [&](int64_t, int64_t, int tid) {
+      tids |= 1 << tid;
+      started++;
+      const auto t0 = std::chrono::steady_clock::now();
+      while (started.load() < 3)
+        if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(5)) {
+          timed_out = true;
+          break;
+        }
+    });
+    EXPECT_FALSE(timed_out.load()) << "round " << round;
     EXPECT_EQ(tids.load(), 7);
   }
+}
+
+TEST(ThreadPool, CallerFinishesAloneWhenWorkersAreBusy) {
+  // Chunks are claimed dynamically: the loop completes even if workers are slow to start.
+  tf::ThreadPool pool(2);
+  std::atomic<int64_t> total{0};
+  for (int job = 0; job < 100; ++job)
+    pool.parallel_for(1000, [&](int64_t b, int64_t e, int) { total += e - b; }, 8);
+  EXPECT_EQ(total.load(), 100 * 1000);
 }
 
 }  // namespace
