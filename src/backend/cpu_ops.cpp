@@ -4,8 +4,18 @@
 #include <cmath>
 
 #include "backend/kernels/kernels.h"
+#include "tensor/fp16.h"
 #include "tensor/quants.h"
 #include "util/error.h"
+
+// Compiles a function twice, with and without FMA instructions, picking one at load time:
+// std::fma is a libm call unless the compiler may use the instruction, and both give the same
+// bits (a fused multiply-add rounds once either way).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TF_FMA_CLONES __attribute__((target_clones("fma", "default")))
+#else
+#define TF_FMA_CLONES
+#endif
 
 namespace tf {
 namespace {
@@ -16,7 +26,7 @@ namespace {
 // result is not always the correctly rounded exp, so std::exp would differ in the last bit
 // now and then, and such bits decide later roundings (f16 attention weights, Q8_0
 // activations).
-float exp_ggml(float x) {
+__attribute__((always_inline)) inline float exp_ggml(float x) {
   const float shift = 0x1.8p23f;  // adding it rounds x * log2(e) to an integer
   const float n = std::fma(x, 0x1.715476p+0f, shift) - shift;
   // b = x - n ln2, with ln2 split in two parts so the products are exact
@@ -27,7 +37,11 @@ float exp_ggml(float x) {
   const float j = std::fma(std::fma(std::fma(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u,
                                     std::fma(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)),
                            u, std::fma(0x1.ffffecp-1f, b, 1.0f));
-  return std::ldexp(j, int(n));  // _mm512_scalef_ps: one rounding, also for subnormals
+  // _mm512_scalef_ps rounds once, also for subnormal results. In the normal range scaling by
+  // an exact power of two does not round at all; only the rare far tail needs ldexp.
+  const int e = int(n);
+  if (e >= -125 && e <= 127) return j * bits_to_f32(uint32_t(e + 127) << 23);
+  return std::ldexp(j, e);
 }
 
 }  // namespace
@@ -105,6 +119,7 @@ void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+TF_FMA_CLONES
 void silu_mul_inplace(float* gate, const float* up, int64_t n) {
   // ggml_vec_silu_f32: x / (1 + exp(-x)) with exp_ggml on whole groups of 16, the libm expf
   // on the rest; the product with up is a separate float multiply.
@@ -116,6 +131,7 @@ void silu_mul_inplace(float* gate, const float* up, int64_t n) {
   }
 }
 
+TF_FMA_CLONES
 void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p) {
   // The angle of pair i is pos * base^(-2i/n_rot). Like llama.cpp, build base^(-2i/n_rot)
   // by repeated multiplication in float, so angles agree to the last bit.
@@ -144,6 +160,7 @@ void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopePa
   }
 }
 
+TF_FMA_CLONES
 void softmax_inplace(float* x, int64_t n) {
   // ggml_soft_max (no mask bias beyond -inf): exp_ggml(x - max) in groups of 16, each group
   // summed in float in _mm512_reduce_add_ps order and the group sums added in double; then
