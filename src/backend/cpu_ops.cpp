@@ -82,28 +82,52 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
             std::vector<uint8_t>& act_scratch) {
   const DType act_type = dtype_info(w.type).vec_dot_type;
   const size_t act_row = row_bytes(act_type, w.cols);
-  if (act_scratch.size() < act_row * size_t(n_tok)) act_scratch.resize(act_row * size_t(n_tok));
-  uint8_t* act = act_scratch.data();
   const int64_t rows = w.rows, cols = w.cols;
+  // Several tokens: the matrix kernel, unless llama.cpp would use its vec_dot for these shapes
+  // (F32/F16 round differently there; see llama_dot_kernel). Its per-token preparation of the
+  // activations is done here, once, rather than by every chunk of rows.
+  const bool float_type = w.type == DType::F32 || w.type == DType::F16;
+  const bool use_gemm =
+      n_tok > 1 && kernels::has_gemm(w.type) &&
+      (!float_type || llama_dot_kernel(w.type, rows, cols, n_tok) == DotKernel::Sgemm);
+  const size_t prep_row = use_gemm ? kernels::gemm_act_bytes(w.type, cols) : 0;
+  const size_t act_bytes = act_row * size_t(n_tok);
+  const size_t need = act_bytes + (prep_row ? 64 + prep_row * size_t(n_tok) : 0);
+  if (act_scratch.size() < need) act_scratch.resize(need);
+  uint8_t* act = act_scratch.data();
+  uint8_t* prep = nullptr;  // 64-byte aligned, after the quantized rows
+  if (prep_row)
+    prep = act + ((reinterpret_cast<uintptr_t>(act) + act_bytes + 63) & ~uintptr_t(63)) -
+           reinterpret_cast<uintptr_t>(act);
   const size_t work = size_t(rows) * w.row_stride * size_t(n_tok);
   const bool parallel = work >= kParallelMinWork && pool.size() > 1;
   auto quantize = [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; ++t) kernels::quantize_act(w.type, x + t * cols, act + t * act_row, cols);
+    for (int64_t t = b; t < e; ++t) {
+      kernels::quantize_act(w.type, x + t * cols, act + t * act_row, cols);
+      if (prep) kernels::gemm_prepare(w.type, act + t * act_row, cols, prep + t * prep_row);
+    }
   };
   auto body = [&](int64_t b, int64_t e, int) {
     if (n_tok == 1) {
       kernels::dot_rows(w.type, w.row(b), w.row_stride, e - b, act, cols, y + b);
       return;
     }
+    if (use_gemm) {
+      // These rows, all tokens (the kernel chunks them to fit the cache).
+      kernels::gemm_prepared(w.type, w.row(b), w.row_stride, e - b, prep, n_tok, cols, y + b, rows);
+      return;
+    }
     for (int64_t r0 = b; r0 < e; r0 += kRowTile) {
       const int64_t nr = std::min(kRowTile, e - r0);
       for (int64_t t = 0; t < n_tok; ++t)
-        kernels::dot_rows(w.type, w.row(r0), w.row_stride, nr, act + t * act_row, cols, y + t * rows + r0);
+        kernels::dot_rows(w.type, w.row(r0), w.row_stride, nr, act + t * act_row, cols,
+                          y + t * rows + r0);
     }
   };
   if (parallel) {
     pool.parallel_for(n_tok, quantize);
-    pool.parallel_for(rows, body, 16);
+    // Row ranges in multiples of the kernels' row tiles.
+    pool.parallel_for(rows, body, use_gemm ? 32 : 16);
   } else {
     quantize(0, n_tok, 0);
     body(0, rows, 0);

@@ -143,11 +143,13 @@ Table make_table(Features f) {
     add_legacy_avx2(t);
     add_kquants_avx2(t);
     add_float_avx2(t);
+    add_gemm_avx2(t);
   }
   if (f.avx512) {
     add_legacy_avx512(t, f);
     add_kquants_avx512(t, f);
     add_float_avx512(t, f);
+    add_gemm_avx512(t, f);
   }
 #endif
   return t;
@@ -238,6 +240,54 @@ void dot_rows(DType w, const void* W, size_t row_stride, int64_t nrows, const vo
   const auto* base = static_cast<const uint8_t*>(W);
   for (int64_t r = 0; r < nrows; ++r)
     out[r * out_stride] = vec_dot(w, base + size_t(r) * row_stride, act, n);
+}
+
+void gemm(DType w, const void* W, size_t row_stride, int64_t nrows, const void* acts,
+          size_t act_stride, int64_t ntok, int64_t n, float* out, int64_t out_row_stride) {
+  const size_t s = detail::slot(w);
+  const detail::Table& t = detail::active_table();
+  check_blocks(w, n, "gemm");
+  if (nrows <= 0 || ntok <= 0) return;
+  const auto* a = static_cast<const uint8_t*>(acts);
+  if (s < detail::kTypeSlots && t.gemm[s].run) {
+    return t.gemm[s].run(static_cast<const uint8_t*>(W), row_stride, nrows, a, act_stride, ntok, n,
+                         out, out_row_stride);
+  }
+  for (int64_t k = 0; k < ntok; ++k)
+    dot_rows(w, W, row_stride, nrows, a + size_t(k) * act_stride, n, out + k * out_row_stride);
+}
+
+bool has_gemm(DType w) {
+  const size_t s = detail::slot(w);
+  return s < detail::kTypeSlots && detail::active_table().gemm[s].run != nullptr;
+}
+
+size_t gemm_act_bytes(DType w, int64_t n) {
+  const size_t s = detail::slot(w);
+  const detail::Table& t = detail::active_table();
+  check_blocks(w, n, "gemm_act_bytes");
+  return s < detail::kTypeSlots && t.gemm[s].run ? t.gemm[s].act_bytes(n) : 0;
+}
+
+void gemm_prepare(DType w, const void* act, int64_t n, void* out) {
+  const size_t s = detail::slot(w);
+  const detail::Table& t = detail::active_table();
+  check_blocks(w, n, "gemm_prepare");
+  if (s >= detail::kTypeSlots || !t.gemm[s].run)
+    throw Error(std::string("gemm_prepare: no matrix kernel for ") + dtype_name(w));
+  t.gemm[s].prep(static_cast<const uint8_t*>(act), n, static_cast<uint8_t*>(out));
+}
+
+void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, const void* prepared,
+                   int64_t ntok, int64_t n, float* out, int64_t out_row_stride) {
+  const size_t s = detail::slot(w);
+  const detail::Table& t = detail::active_table();
+  check_blocks(w, n, "gemm_prepared");
+  if (s >= detail::kTypeSlots || !t.gemm[s].run)
+    throw Error(std::string("gemm_prepared: no matrix kernel for ") + dtype_name(w));
+  if (nrows <= 0 || ntok <= 0) return;
+  t.gemm[s].run_prepared(static_cast<const uint8_t*>(W), row_stride, nrows,
+                         static_cast<const uint8_t*>(prepared), ntok, n, out, out_row_stride);
 }
 
 bool has_fast_path(DType w) {

@@ -43,6 +43,16 @@ Features clamp(Features f);
 // A kernel for one weight type: see dot_rows in kernels.h (n already validated).
 using DotRowsFn = void (*)(const uint8_t* w, size_t row_stride, int64_t nrows, const uint8_t* act,
                            int64_t n, float* out, int64_t out_stride);
+// The matrix kernel of one weight type: see gemm, gemm_act_bytes, gemm_prepare and
+// gemm_prepared in kernels.h (n already validated, nrows and ntok positive).
+struct GemmOps {
+  void (*run)(const uint8_t* w, size_t row_stride, int64_t nrows, const uint8_t* acts,
+              size_t act_stride, int64_t ntok, int64_t n, float* out, int64_t os) = nullptr;
+  void (*run_prepared)(const uint8_t* w, size_t row_stride, int64_t nrows, const uint8_t* prepared,
+                       int64_t ntok, int64_t n, float* out, int64_t os) = nullptr;
+  size_t (*act_bytes)(int64_t n) = nullptr;  // a multiple of 64
+  void (*prep)(const uint8_t* act, int64_t n, uint8_t* out) = nullptr;
+};
 // An activation converter, by activation type (n already validated).
 using QuantFn = void (*)(const float* x, void* out, int64_t n);
 
@@ -51,6 +61,7 @@ struct Table {
   Features features;
   std::array<DotRowsFn, kTypeSlots> dot{};  // nullptr: scalar reference
   std::array<QuantFn, kTypeSlots> quant{};  // nullptr: quantize_row
+  std::array<GemmOps, kTypeSlots> gemm{};   // run == nullptr: dot per token
 };
 Table make_table(Features f);
 
@@ -67,6 +78,8 @@ void add_kquants_avx2(Table& t);
 void add_kquants_avx512(Table& t, const Features& f);
 void add_float_avx2(Table& t);
 void add_float_avx512(Table& t, const Features& f);
+void add_gemm_avx2(Table& t);
+void add_gemm_avx512(Table& t, const Features& f);
 
 inline size_t slot(DType t) {
   return static_cast<size_t>(t);

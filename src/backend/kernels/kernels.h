@@ -53,4 +53,37 @@ void dot_rows(DType w, const void* W, size_t row_stride, int64_t nrows, const vo
 // Whether dot_rows has a SIMD kernel for w at the active level (false: scalar reference).
 bool has_fast_path(DType w);
 
+// The matrix-matrix product for several activation rows (prompt processing):
+// out[t * out_row_stride + r] = vec_dot(w, W + r * row_stride, acts + t * act_stride, n, kernel)
+// for r in [0, nrows), t in [0, ntok), with acts from quantize_act. Each weight block is
+// unpacked once per group of tokens (into a small panel that stays in cache) and multiplied
+// against several tokens held in registers; the activations are rearranged once per call. So
+// give each thread one call with its whole row range and all tokens.
+//  - Q8_0 follows llama.cpp's summation order (the reference's) bit for bit;
+//  - F32 and F16 add the products as llama.cpp's prompt kernel does, so with n % 16 == 0 the
+//    result equals vec_dot(..., DotKernel::Sgemm) bit for bit (other n: zero-padded, same
+//    scheme);
+//  - Q4_0 and the K types keep the reference's exact integer sums per block (split over SIMD
+//    lanes per sub-block), only the float additions are ordered differently (as dot_rows);
+//  - BF16 multiplies exactly and adds in float.
+// Types without a matrix kernel at the active level fall back to dot_rows per token. Throws
+// tf::Error if n is not a multiple of w's block size.
+void gemm(DType w, const void* W, size_t row_stride, int64_t nrows, const void* acts,
+          size_t act_stride, int64_t ntok, int64_t n, float* out, int64_t out_row_stride);
+
+// Whether gemm has a matrix kernel for w at the active level (false: dot_rows per token).
+bool has_gemm(DType w);
+
+// gemm in two steps, for callers that split the rows over threads: the per-token
+// rearrangement of the activations that gemm does on every call is done once per token and
+// shared. gemm_act_bytes is the size of one prepared token (a multiple of 64), or 0 when w has
+// no matrix kernel at the active level (use gemm then; the other two throw tf::Error).
+// gemm_prepare converts one token's activations (from quantize_act) into out, which must be
+// 64-byte aligned; gemm_prepared is gemm on ntok tokens prepared gemm_act_bytes apart. Prepared
+// data is only valid at the ISA level it was made at.
+size_t gemm_act_bytes(DType w, int64_t n);
+void gemm_prepare(DType w, const void* act, int64_t n, void* out);
+void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, const void* prepared,
+                   int64_t ntok, int64_t n, float* out, int64_t out_row_stride);
+
 }  // namespace tf::kernels
