@@ -1,5 +1,6 @@
-// Fast CPU kernels for the hot loop of decoding: dot products of weight rows (in their file type)
-// with one activation row, plus the activation conversion that feeds them.
+// Fast CPU kernels for the hot loops: dot products of weight rows (in their file type) with one
+// activation row (decoding), matrix products with many activation rows (prompt processing),
+// plus the activation conversion that feeds them.
 //
 // One binary runs on every x86-64 CPU: the SIMD code is compiled per function for AVX2 or
 // AVX-512 and picked at run time from cpuid. Every kernel computes the exact integer sums of
