@@ -16,11 +16,11 @@ namespace {
 struct BenchArgs {
   std::string model;
   BenchParams p;
-  bool json = false;
+  bool json = false, mmap = false;
 };
 
 int bench(BenchArgs& a) {
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.mmap);
   const BenchResult r = run_bench(*model, a.p);
   if (a.json) {
     nlohmann::json j;
@@ -81,6 +81,7 @@ Runner add_bench(CLI::App& app) {
   c->add_option("-t,--threads", a->p.n_threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
   c->add_option("-r,--reps", a->p.reps, "repetitions")->check(CLI::Range(1, 1000));
   c->add_flag("--json", a->json, "print one JSON object");
+  c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   return [a] { return bench(*a); };
 }
 

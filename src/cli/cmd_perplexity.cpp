@@ -16,7 +16,7 @@ struct PplArgs {
   std::string model, file;
   int64_t ctx = 512;
   int threads = 0;
-  bool json = false;
+  bool json = false, mmap = false;
 };
 
 int perplexity(const PplArgs& a) {
@@ -27,6 +27,7 @@ int perplexity(const PplArgs& a) {
   LoadOptions lo;
   lo.n_threads = a.threads;
   lo.n_ctx = a.ctx;
+  lo.use_mmap = a.mmap;
   auto engine = Engine::load(a.model, lo);
   const PerplexityResult r = engine->perplexity(ss.str(), a.ctx);
   if (a.json) {
@@ -52,6 +53,7 @@ Runner add_perplexity(CLI::App& app) {
   c->add_option("-c,--ctx-size", a->ctx, "window size in tokens")
       ->check(CLI::Range(int64_t(4), int64_t(1) << 20));
   c->add_option("-t,--threads", a->threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
+  c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   c->add_flag("--json", a->json, "print {\"ppl\": final, \"chunks\": [...]}");
   return [a] { return perplexity(*a); };
 }

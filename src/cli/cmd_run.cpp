@@ -20,13 +20,14 @@ struct RunArgs {
   int64_t seed = -1;
   int threads = 0;
   int64_t ctx = 0;
-  bool json = false, ignore_eos = false;
+  bool json = false, ignore_eos = false, mmap = false;
 };
 
 int run(const RunArgs& a) {
   LoadOptions lo;
   lo.n_threads = a.threads;
   lo.n_ctx = a.ctx;
+  lo.use_mmap = a.mmap;
   auto engine = Engine::load(a.model, lo);
   GenerateOptions go;
   go.n_predict = a.n_predict;
@@ -97,6 +98,7 @@ Runner add_run(CLI::App& app) {
   c->add_option("-t,--threads", a->threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
   c->add_option("-c,--ctx-size", a->ctx, "context size (0 = model's, at most 4096)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 24));
+  c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   c->add_flag("--ignore-eos", a->ignore_eos, "keep generating past end-of-sequence tokens");
   c->add_flag("--json", a->json, "print one JSON object instead of streaming text");
   return [a] { return run(*a); };

@@ -69,10 +69,19 @@ struct TensorInfo {
   int64_t n_elements() const;
 };
 
+// How an opened file's bytes are held in memory.
+enum class Residency {
+  kMapped,  // mmap of the file: pages come from the page cache on first touch; nothing copied
+  kCopied,  // read into private anonymous memory, backed by 2 MiB pages where the kernel
+            // allows: streaming the weights then misses the TLB about 500 times less often
+            // (decoding measured ~10% faster here), and the memory is the process's own
+};
+
 class File {
  public:
   // Opens and validates a file. Throws tf::Error (missing, unreadable, not GGUF, corrupt).
-  static std::unique_ptr<File> open(const std::string& path);
+  static std::unique_ptr<File> open(const std::string& path,
+                                    Residency residency = Residency::kMapped);
   // Parses a buffer that the caller keeps alive (tests, fuzzing). `name` is used in errors.
   static std::unique_ptr<File> from_memory(const void* data, size_t size, std::string name);
   ~File();
@@ -112,7 +121,8 @@ class File {
   std::string path_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
-  bool mapped_ = false;
+  void* region_ = nullptr;  // what ~File unmaps (the file or the anonymous copy), if anything
+  size_t region_size_ = 0;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;

@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 #include <system_error>
+#include <tuple>
 
 #include "format/gguf.h"
 #include "format/gguf_internal.h"
@@ -152,7 +153,43 @@ bool is_pow2(uint64_t x) {
 
 }  // namespace
 
-std::unique_ptr<File> File::open(const std::string& path) {
+namespace {
+
+constexpr size_t kHugePage = size_t(2) << 20;
+
+// Reads the whole file into fresh anonymous memory whose start is 2 MiB aligned, so the kernel
+// can back it with transparent huge pages. Returns the region (to unmap) and the data start.
+std::pair<void*, size_t> read_anonymous(int fd, size_t size, const std::string& path,
+                                        const uint8_t** data) {
+  const size_t region = size + kHugePage;
+  void* p = ::mmap(nullptr, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw Error(path + ": cannot allocate " + std::to_string(size >> 20) +
+                " MiB to hold the file: " + std::system_category().message(errno));
+  auto* start = reinterpret_cast<uint8_t*>(
+      (reinterpret_cast<uintptr_t>(p) + kHugePage - 1) & ~uintptr_t(kHugePage - 1));
+  // Advice only: without THP support the copy still works on normal pages.
+  ::madvise(start, (size + kHugePage - 1) & ~(kHugePage - 1), MADV_HUGEPAGE);
+  size_t done = 0;
+  while (done < size) {
+    const size_t want = std::min(size - done, size_t(1) << 30);
+    const ssize_t got = ::pread(fd, start + done, want, off_t(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      const std::string why = got < 0 ? std::system_category().message(errno)
+                                      : "file shrank while being read";
+      ::munmap(p, region);
+      throw Error(path + ": cannot read at offset " + std::to_string(done) + ": " + why);
+    }
+    done += size_t(got);
+  }
+  *data = start;
+  return {p, region};
+}
+
+}  // namespace
+
+std::unique_ptr<File> File::open(const std::string& path, Residency residency) {
   auto sys_error = [&](const char* op) {
     return Error(path + ": " + op + ": " + std::system_category().message(errno));
   };
@@ -172,20 +209,31 @@ std::unique_ptr<File> File::open(const std::string& path) {
     ::close(fd);
     throw Error(path + ": empty file (0 bytes), not a GGUF model");
   }
-  size_t size = size_t(st.st_size);
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  int mmap_errno = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (p == MAP_FAILED) {
-    errno = mmap_errno;
-    throw sys_error("cannot mmap");
-  }
+  const size_t size = size_t(st.st_size);
   std::unique_ptr<File> f(new File());
   f->path_ = path;
-  f->base_ = static_cast<const uint8_t*>(p);
   f->size_ = size;
-  f->mapped_ = true;  // from here on ~File unmaps, also when parse() throws
-  f->parse();
+  if (residency == Residency::kCopied) {
+    try {
+      std::tie(f->region_, f->region_size_) = read_anonymous(fd, size, path, &f->base_);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+  } else {
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const int mmap_errno = errno;
+    ::close(fd);  // the mapping keeps the file alive
+    if (p == MAP_FAILED) {
+      errno = mmap_errno;
+      throw sys_error("cannot mmap");
+    }
+    f->base_ = static_cast<const uint8_t*>(p);
+    f->region_ = p;
+    f->region_size_ = size;
+  }
+  f->parse();  // ~File unmaps the region, also when this throws
   return f;
 }
 
@@ -201,7 +249,7 @@ std::unique_ptr<File> File::from_memory(const void* data, size_t size, std::stri
 }
 
 File::~File() {
-  if (mapped_) ::munmap(const_cast<uint8_t*>(base_), size_);
+  if (region_) ::munmap(region_, region_size_);
 }
 
 void File::parse() {

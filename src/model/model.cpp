@@ -62,8 +62,9 @@ class Binder {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
-  return from_gguf(std::shared_ptr<const gguf::File>(gguf::File::open(path)));
+std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap) {
+  const auto residency = use_mmap ? gguf::Residency::kMapped : gguf::Residency::kCopied;
+  return from_gguf(std::shared_ptr<const gguf::File>(gguf::File::open(path, residency)));
 }
 
 std::unique_ptr<Model> Model::from_gguf(std::shared_ptr<const gguf::File> file) {

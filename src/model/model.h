@@ -25,8 +25,9 @@ struct LayerWeights {
 
 class Model {
  public:
-  // Opens, validates and maps a GGUF model. Throws tf::Error with a clear message.
-  static std::unique_ptr<Model> load(const std::string& path);
+  // Opens and validates a GGUF model, copied into memory of its own (the default; see
+  // gguf::Residency) or mapped. Throws tf::Error with a clear message.
+  static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = false);
   // Builds a model over an already opened file (which must outlive it).
   static std::unique_ptr<Model> from_gguf(std::shared_ptr<const gguf::File> file);
 

@@ -1,6 +1,8 @@
 // Corrupt and hostile GGUF input: every case must be a tf::Error naming what is wrong, never a
 // crash, hang or huge allocation (these tests run under ASan, which aborts on absurd sizes).
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <unistd.h>
 
 #include <filesystem>
@@ -239,6 +241,53 @@ TEST(GgufMalformed, FileErrors) {
   std::ofstream(empty) << "not a model at all";
   EXPECT_TRUE(test::contains_all(msg_of(empty.string()), {"not a GGUF file"}));
   std::filesystem::remove(empty);
+  // Reading the file into memory reports the same errors as mapping it.
+  auto msg_copied = [](const std::string& path) -> std::string {
+    try {
+      File::open(path, Residency::kCopied);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_TRUE(test::contains_all(msg_copied("/nonexistent/model.gguf"), {"cannot open"}));
+  std::ofstream(empty) << "not a model at all";
+  EXPECT_TRUE(test::contains_all(msg_copied(empty.string()), {"not a GGUF file"}));
+  std::filesystem::remove(empty);
+}
+
+// A file read into memory of its own parses to the same metadata and tensor bytes as the
+// mapped file, at 2 MiB-aligned memory (so huge pages can back it).
+TEST(GgufMalformed, CopiedResidencyMatchesMapped) {
+  auto bytes = Bytes()
+                   .header(2, 1)
+                   .str("general.architecture")
+                   .type(ValueType::STRING)
+                   .str("llama")
+                   .tensor("a", {8}, kF32, 0)
+                   .tensor("b", {4}, kF32, 32)
+                   .pad_to(32);
+  for (int i = 0; i < 64; ++i) bytes.b.push_back(uint8_t(i * 7 + 1));
+  auto path = std::filesystem::temp_directory_path() /
+              ("tf_gguf_copied_" + std::to_string(::getpid()) + ".gguf");
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.b.data()), std::streamsize(bytes.b.size()));
+  auto mapped = File::open(path.string(), Residency::kMapped);
+  auto copied = File::open(path.string(), Residency::kCopied);
+  std::filesystem::remove(path);
+  EXPECT_EQ(copied->get_string("general.architecture"), "llama");
+  ASSERT_EQ(copied->tensors().size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const TensorInfo& m = mapped->tensors()[i];
+    const TensorInfo& c = copied->tensors()[i];
+    EXPECT_EQ(c.name, m.name);
+    ASSERT_EQ(c.nbytes, m.nbytes);
+    EXPECT_EQ(std::memcmp(c.data, m.data, m.nbytes), 0);
+    EXPECT_NE(c.data, m.data);
+  }
+  const uintptr_t start = reinterpret_cast<uintptr_t>(copied->tensors()[0].data) -
+                          uintptr_t(copied->data_offset());
+  EXPECT_EQ(start % (uintptr_t(2) << 20), 0u);
 }
 
 }  // namespace
