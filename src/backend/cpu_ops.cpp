@@ -143,8 +143,18 @@ void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-TF_FMA_CLONES
 void silu_mul_inplace(float* gate, const float* up, int64_t n) {
+  if (auto fast = kernels::silu_mul_fn()) return fast(gate, up, n);
+  silu_mul_reference(gate, up, n);
+}
+
+void softmax_inplace(float* x, int64_t n) {
+  if (auto fast = kernels::softmax_fn()) return fast(x, n);
+  softmax_reference(x, n);
+}
+
+TF_FMA_CLONES
+void silu_mul_reference(float* gate, const float* up, int64_t n) {
   // ggml_vec_silu_f32: x / (1 + exp(-x)) with exp_ggml on whole groups of 16, the libm expf
   // on the rest; the product with up is a separate float multiply.
   const int64_t grouped = n - n % 16;
@@ -185,7 +195,7 @@ void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopePa
 }
 
 TF_FMA_CLONES
-void softmax_inplace(float* x, int64_t n) {
+void softmax_reference(float* x, int64_t n) {
   // ggml_soft_max (no mask bias beyond -inf): exp_ggml(x - max) in groups of 16, each group
   // summed in float in _mm512_reduce_add_ps order and the group sums added in double; then
   // multiplied by the float reciprocal of the sum. The -inf padding adds exact zeros.

@@ -61,4 +61,9 @@ void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopePa
 // with -inf up to a multiple of 16 (its attention rows are padded to a multiple of 32 cells).
 void softmax_inplace(float* x, int64_t n);
 
+// The scalar code of silu_mul_inplace and softmax_inplace, which use SIMD kernels computing
+// the same bits where the CPU has them (tests compare the two).
+void silu_mul_reference(float* gate, const float* up, int64_t n);
+void softmax_reference(float* x, int64_t n);
+
 }  // namespace tf

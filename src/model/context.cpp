@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "backend/kernels/f16_dot.h"
+#include "backend/kernels/kernels.h"
 #include "tensor/fp16.h"
 #include "util/error.h"
 
@@ -100,9 +100,8 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
       }
       rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
       rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
-      uint16_t* kc = kv_.k(l, seq[t], pos[t]);
+      kernels::f32_to_f16_row(k, kv_.k(l, seq[t], pos[t]), KV);
       for (int64_t i = 0; i < KV; ++i) {
-        kc[i] = f32_to_fp16(k[i]);
         // Values are read with weight 0 beyond a sequence's length (see attention), so they must
         // stay finite: an overflow saturates instead of storing an infinity (0 * inf = NaN).
         uint16_t h = f32_to_fp16(v_[t * KV + i]);
@@ -172,35 +171,95 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   const int64_t n_kv = std::min<int64_t>(n_ctx, (int64_t(max_pos) + 32) / 32 * 32);
   const DotKernel kq_kernel = llama_dot_kernel(DType::F16, n_kv, D, n);
   const DotKernel kqv_kernel = llama_dot_kernel(DType::F16, D, n_kv, n);
+  if (qh_.size() < size_t(n * Q)) qh_.resize(size_t(n * Q));
+  kernels::f32_to_f16_row(q_.data(), qh_.data(), n * Q);
+  if (kq_kernel == DotKernel::Sgemm && kqv_kernel == DotKernel::Sgemm &&
+      kernels::has_gemm(DType::F16)) {
+    attention_tiled(layer, pos, seq, n, n_kv, scale);
+    return;
+  }
   // Small attention jobs (short contexts, tiny models) run on this thread alone: waking the
   // pool would cost more than the work.
   int64_t work = 0;
   for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * c.n_head * D;
   auto job = [&](int64_t b, int64_t e, int tid) {
     float* sc = &scores_[size_t(tid) * size_t(n_ctx)];
-    // fp16 weights, then the head's values transposed: D rows of n_kv
     uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(n_ctx)];
-    uint16_t qh[4096];  // head_dim <= 4096 is checked when the model loads
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
-      const float* q = &q_[t * Q + h * D];
-      for (int64_t d = 0; d < D; ++d) qh[d] = f32_to_fp16(q[d]);
       const int64_t len = int64_t(pos[t]) + 1;
-      for (int64_t j = 0; j < len; ++j)
-        sc[j] = kernels::dot_f16_ordered(kv_.k(layer, seq[t], j) + kvh * D, qh, D, kq_kernel) * scale;
+      kernels::dot_f16_rows(kv_.k(layer, seq[t], 0) + kvh * D, size_t(c.kv_dim()), len,
+                            &qh_[size_t(t * Q + h * D)], D, kq_kernel, scale, sc);
       softmax_inplace(sc, len);
-      for (int64_t j = 0; j < n_kv; ++j) p16[j] = j < len ? f32_to_fp16(sc[j]) : 0;
+      kernels::f32_to_f16_row(sc, p16, len);
       // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
       // nothing, so the transposed value rows are used in place.
-      float* out = &att_[t * Q + h * D];
-      for (int64_t d = 0; d < D; ++d)
-        out[d] = kernels::dot_f16_ordered(kv_.v_row(layer, seq[t], kvh * D + d), p16, n_kv, kqv_kernel);
+      std::fill(p16 + len, p16 + n_kv, uint16_t(0));
+      kernels::dot_f16_rows(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16, n_kv,
+                            kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
     }
   };
   if (work < (int64_t(1) << 16)) {
     job(0, n * c.n_head, 0);
   } else {
     pool_.parallel_for(n * c.n_head, job);
+  }
+}
+
+// Attention of several tokens as matrix products (prompt processing, when llama.cpp uses its
+// sgemm kernel for both products): per head and tile of up to kTile consecutive tokens of one
+// sequence, S = K Q^T over the cells the tile can see, then softmax per row, then V^T P. The
+// matrix kernel adds in the same order as the per-token dots (see kernels::gemm), so results
+// are the same bits. Cells past a tile's last position only ever add exact zeros to the value
+// products, so a tile stops at its own last position (rounded up to 32) instead of n_kv: the
+// causal half of the work is skipped.
+void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
+                              int64_t n_kv, float scale) {
+  constexpr int64_t kTile = 64;
+  const ModelConfig& c = cfg_;
+  const int64_t D = c.head_dim, Q = c.q_dim(), KV = c.kv_dim(), group = c.n_head / c.n_head_kv;
+  const int64_t n_ctx = kv_.n_ctx();
+  // Tiles: runs of at most kTile consecutive tokens of the same sequence.
+  tiles_.clear();
+  for (int64_t t = 0; t < n;) {
+    int64_t e = t + 1;
+    while (e < n && e - t < kTile && seq[e] == seq[t]) ++e;
+    tiles_.push_back({t, e});
+    t = e;
+  }
+  if (tile_scratch_.size() < size_t(pool_.size())) tile_scratch_.resize(size_t(pool_.size()));
+  int64_t work = 0;  // multiply-adds, roughly
+  for (const auto& [t0, t1] : tiles_) work += (t1 - t0) * (int64_t(pos[t1 - 1]) + 1) * c.n_head * D;
+  auto job = [&](int64_t b, int64_t e, int tid) {
+    TileScratch& ts = tile_scratch_[size_t(tid)];
+    for (int64_t jb = b; jb < e; ++jb) {
+      const auto [t0, t1] = tiles_[size_t(jb / c.n_head)];
+      const int64_t h = jb % c.n_head, kvh = h / group, m = t1 - t0;
+      int32_t last = 0;
+      for (int64_t t = t0; t < t1; ++t) last = std::max(last, pos[t]);
+      const int64_t cells = std::min(n_kv, (int64_t(last) + 32) / 32 * 32);
+      if (ts.s.size() < size_t(m * cells)) ts.s.resize(size_t(m * cells));
+      if (ts.p.size() < size_t(m * cells)) ts.p.resize(size_t(m * cells));
+      kernels::gemm(DType::F16, kv_.k(layer, seq[t0], 0) + kvh * D, size_t(KV) * 2, cells,
+                    &qh_[size_t(t0 * Q + h * D)], size_t(Q) * 2, m, D, ts.s.data(), cells);
+      for (int64_t t = t0; t < t1; ++t) {
+        float* sc = &ts.s[size_t((t - t0) * cells)];
+        uint16_t* p16 = &ts.p[size_t((t - t0) * cells)];
+        const int64_t len = int64_t(pos[t]) + 1;
+        for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
+        softmax_inplace(sc, len);
+        kernels::f32_to_f16_row(sc, p16, len);
+        std::fill(p16 + len, p16 + cells, uint16_t(0));
+      }
+      kernels::gemm(DType::F16, kv_.v_row(layer, seq[t0], kvh * D), size_t(n_ctx) * 2, D,
+                    ts.p.data(), size_t(cells) * 2, m, cells, &att_[size_t(t0 * Q + h * D)], Q);
+    }
+  };
+  const int64_t jobs = int64_t(tiles_.size()) * c.n_head;
+  if (work < (int64_t(1) << 16)) {
+    job(0, jobs, 0);
+  } else {
+    pool_.parallel_for(jobs, job);
   }
 }
 

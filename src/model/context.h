@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "backend/thread_pool.h"
@@ -67,6 +68,8 @@ class Context {
   void forward(const TokenId* tokens, const int32_t* pos, const int32_t* seq,
                const uint8_t* want, int64_t n);
   void attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
+  void attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
+                       int64_t n_kv, float scale);
 
   const Model& model_;
   const ModelConfig& cfg_;
@@ -76,6 +79,14 @@ class Context {
   // Scratch, sized for n_batch tokens at construction.
   std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, scores_;
   std::vector<uint16_t> attn_f16_;  // per thread: fp16 softmax weights
+  std::vector<uint16_t> qh_;        // the batch's queries in fp16
+  // attention_tiled: the token ranges, and per thread the scores and fp16 weights of a tile
+  struct TileScratch {
+    std::vector<float> s;
+    std::vector<uint16_t> p;
+  };
+  std::vector<std::pair<int64_t, int64_t>> tiles_;
+  std::vector<TileScratch> tile_scratch_;
   std::vector<uint8_t> act_;
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
   std::vector<int32_t> seq_fill_;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend/kernels/internal.h"
+#include "tensor/fp16.h"
 #include "tensor/quants.h"
 #include "util/error.h"
 
@@ -150,6 +151,7 @@ Table make_table(Features f) {
     add_kquants_avx512(t, f);
     add_float_avx512(t, f);
     add_gemm_avx512(t, f);
+    add_rows_avx512(t);
   }
 #endif
   return t;
@@ -288,6 +290,27 @@ void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, con
   if (nrows <= 0 || ntok <= 0) return;
   t.gemm[s].run_prepared(static_cast<const uint8_t*>(W), row_stride, nrows,
                          static_cast<const uint8_t*>(prepared), ntok, n, out, out_row_stride);
+}
+
+SoftmaxFn softmax_fn() {
+  return detail::active_table().rows.softmax;
+}
+
+SiluMulFn silu_mul_fn() {
+  return detail::active_table().rows.silu_mul;
+}
+
+void f32_to_f16_row(const float* x, uint16_t* out, int64_t n) {
+  if (auto f = detail::active_table().rows.to_f16) return f(x, out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = f32_to_fp16(x[i]);
+}
+
+void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
+                  DotKernel kernel, float scale, float* out) {
+  if (auto f = detail::active_table().rows.dot_f16)
+    return f(w, stride, rows, a, n, kernel == DotKernel::Sgemm, scale, out);
+  for (int64_t r = 0; r < rows; ++r)
+    out[r] = vec_dot(DType::F16, w + size_t(r) * stride, a, n, kernel) * scale;
 }
 
 bool has_fast_path(DType w) {

@@ -56,12 +56,22 @@ struct GemmOps {
 // An activation converter, by activation type (n already validated).
 using QuantFn = void (*)(const float* x, void* out, int64_t n);
 
+// The float row operations (see softmax_row etc. in kernels.h); nullptr: scalar reference.
+struct RowOps {
+  void (*softmax)(float* x, int64_t n) = nullptr;
+  void (*silu_mul)(float* gate, const float* up, int64_t n) = nullptr;
+  void (*to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
+  void (*dot_f16)(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
+                  bool sgemm, float scale, float* out) = nullptr;
+};
+
 inline constexpr size_t kTypeSlots = 36;  // ggml type ids 0..35
 struct Table {
   Features features;
   std::array<DotRowsFn, kTypeSlots> dot{};  // nullptr: scalar reference
   std::array<QuantFn, kTypeSlots> quant{};  // nullptr: quantize_row
   std::array<GemmOps, kTypeSlots> gemm{};   // run == nullptr: dot per token
+  RowOps rows;
 };
 Table make_table(Features f);
 
@@ -80,6 +90,7 @@ void add_float_avx2(Table& t);
 void add_float_avx512(Table& t, const Features& f);
 void add_gemm_avx2(Table& t);
 void add_gemm_avx512(Table& t, const Features& f);
+void add_rows_avx512(Table& t);
 
 inline size_t slot(DType t) {
   return static_cast<size_t>(t);

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "tensor/dtype.h"
+#include "tensor/quants.h"
 
 namespace tf::kernels {
 
@@ -86,5 +87,25 @@ size_t gemm_act_bytes(DType w, int64_t n);
 void gemm_prepare(DType w, const void* act, int64_t n, void* out);
 void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, const void* prepared,
                    int64_t ntok, int64_t n, float* out, int64_t out_row_stride);
+
+// ---- Row operations around attention and the feed-forward gate ----
+// Each equals its scalar reference bit for bit (the references emulate llama.cpp's AVX-512
+// arithmetic, which the fast versions run natively).
+
+// Fast softmax_inplace / silu_mul_inplace (backend/cpu_ops.h) at the active level, or nullptr
+// when there is none and the caller's scalar code runs.
+using SoftmaxFn = void (*)(float* x, int64_t n);
+using SiluMulFn = void (*)(float* gate, const float* up, int64_t n);
+SoftmaxFn softmax_fn();
+SiluMulFn silu_mul_fn();
+
+// out[i] = f32_to_fp16(x[i]) (round to nearest even).
+void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
+
+// out[r] = vec_dot(F16, w + r * stride, a, n, kernel) * scale for r in [0, rows): many short
+// fp16 dot products in llama.cpp's order (attention scores over cached keys, or values over
+// attention weights). stride is in elements.
+void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
+                  DotKernel kernel, float scale, float* out);
 
 }  // namespace tf::kernels

@@ -1,0 +1,160 @@
+// AVX-512 versions of the float row operations around attention and the feed-forward gate:
+// softmax, SiLU(gate) * up, float -> fp16 conversion and many short fp16 dot products. Each
+// computes, lane for lane, the same operations as its scalar reference (cpu_ops.cpp,
+// tensor/fp16.cpp, vec_dot with a DotKernel), so results are identical bit for bit; the
+// scalar code emulates llama.cpp's AVX-512 arithmetic, which these now run natively.
+#include "backend/kernels/internal.h"
+
+#ifdef TF_KERNELS_X86
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "tensor/fp16.h"
+
+// GCC 12 warns about the deliberately undefined inputs inside its own AVX-512 headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace tf::kernels::detail {
+namespace {
+
+// exp_ggml of cpu_ops.cpp on 16 lanes: x = n ln2 + b with n integral, exp(b) by a degree-5
+// polynomial, scaled by 2^n in one rounding; |n| > 192 gives inf or 0 (as for -inf inputs).
+TF_TARGET_AVX512 inline __m512 exp16(__m512 x) {
+  const __m512 shift = _mm512_set1_ps(0x1.8p23f);
+  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), shift), shift);
+  const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                    _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+  const __m512 u = _mm512_mul_ps(b, b);
+  const __m512 j = _mm512_fmadd_ps(
+      _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)),
+                      u,
+                      _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
+  const __m512 r = _mm512_scalef_ps(j, n);
+  // Far out of range (|n| > 192, NaN compares false): inf above, 0 below.
+  const __m512 abs_n = _mm512_abs_ps(n);
+  const __mmask16 far = _mm512_cmp_ps_mask(abs_n, _mm512_set1_ps(192.0f), _CMP_GT_OQ);
+  const __mmask16 pos = _mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_GT_OQ);
+  const __m512 limit = _mm512_mask_blend_ps(pos, _mm512_setzero_ps(), _mm512_set1_ps(INFINITY));
+  return _mm512_mask_blend_ps(far, r, limit);
+}
+
+// reduce_add16's order: halves, then quarters, then (q0 + q2) + (q1 + q3).
+TF_TARGET_AVX512 inline float reduce16(__m512 v) {
+  const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+  const __m128 t = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));  // h4[0]+h4[2], h4[1]+h4[3]
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+TF_TARGET_AVX512 inline __mmask16 first(int64_t k) {
+  return k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << k) - 1);
+}
+
+TF_TARGET_AVX512 void softmax(float* x, int64_t n) {
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int64_t i = 0; i < n; i += 16)
+    vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), first(n - i), x + i));
+  const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = first(n - i);
+    // Lanes past the end are 0, as in the reference's zero-filled group.
+    const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx)));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    sum += double(reduce16(e));
+  }
+  const __m512 inv = _mm512_set1_ps(float(1.0 / sum));
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = first(n - i);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+  }
+}
+
+TF_TARGET_AVX512 void silu_mul(float* gate, const float* up, int64_t n) {
+  const int64_t grouped = n - n % 16;
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < grouped; i += 16) {
+    const __m512 g = _mm512_loadu_ps(gate + i);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+    _mm512_storeu_ps(gate + i,
+                     _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+  }
+  // The reference uses the libm exp on the ungrouped tail.
+  for (int64_t i = grouped; i < n; ++i) gate[i] = (gate[i] / (1.0f + std::exp(-gate[i]))) * up[i];
+}
+
+TF_TARGET_AVX512 void to_f16(const float* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = first(n - i);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_mask_storeu_epi16(out + i, m, h);
+  }
+}
+
+TF_TARGET_AVX512 inline __m512 load_h(const uint16_t* p, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+// out[r] = scale * dot(w + r * stride, a, n) in the order of vec_dot(F16, ..., kernel): see
+// dot_f16 in tensor/quants.cpp. Sgemm (n % 16 == 0): one 16-lane FMA chain, reduced. VecDot:
+// four accumulators over each 64 elements, folded (0+2)+(1+3) and reduced, then the rest as
+// float products added in double, in order.
+TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
+                                  int64_t n, bool sgemm, float scale, float* out) {
+  if (sgemm && n % 16 == 0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const uint16_t* x = w + size_t(r) * stride;
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t i = 0; i < n; i += 16)
+        acc = _mm512_fmadd_ps(load_h(x + i, 0xFFFF), load_h(a + i, 0xFFFF), acc);
+      out[r] = reduce16(acc) * scale;
+    }
+    return;
+  }
+  const int64_t np = n & ~int64_t(63);
+  // The activations of the double-summed tail, as floats (at most 63 of them).
+  alignas(64) float at[64];
+  for (int64_t i = np; i < n; i += 16)
+    _mm512_store_ps(at + (i - np), load_h(a + i, first(n - i)));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* x = w + size_t(r) * stride;
+    double sum = 0.0;
+    if (np > 0) {
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+      for (int64_t i = 0; i < np; i += 64)
+        for (int k = 0; k < 4; ++k)
+          acc[k] = _mm512_fmadd_ps(load_h(x + i + 16 * k, 0xFFFF), load_h(a + i + 16 * k, 0xFFFF),
+                                   acc[k]);
+      sum = reduce16(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+    }
+    if (np < n) {
+      // fp16 x fp16 products are exact in float; the additions in double stay in order.
+      alignas(64) float p[64];
+      for (int64_t i = np; i < n; i += 16)
+        _mm512_store_ps(p + (i - np),
+                        _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(at + (i - np))));
+      for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
+    }
+    out[r] = float(sum) * scale;
+  }
+}
+
+}  // namespace
+
+void add_rows_avx512(Table& t) {
+  t.rows.softmax = softmax;
+  t.rows.silu_mul = silu_mul;
+  t.rows.to_f16 = to_f16;
+  t.rows.dot_f16 = dot_f16_rows;
+}
+
+}  // namespace tf::kernels::detail
+
+#endif

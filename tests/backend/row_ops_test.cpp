@@ -1,0 +1,137 @@
+// The SIMD row operations (softmax, SiLU x up, fp16 conversion, batched fp16 dots) must give
+// exactly the bits of their scalar references: golden exactness against llama.cpp rests on
+// those references.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/cpu_ops.h"
+#include "backend/kernels/kernels.h"
+#include "tensor/fp16.h"
+#include "tensor/quants.h"
+
+namespace tf {
+namespace {
+
+// Runs the test body at the AVX-512 level (where the fast row operations live), restoring the
+// level afterwards; skips on CPUs without it.
+class RowOps : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_ = kernels::active();
+    if (kernels::detect() != kernels::Isa::kAvx512) GTEST_SKIP() << "CPU lacks AVX-512";
+    kernels::set_active(kernels::Isa::kAvx512);
+    ASSERT_NE(kernels::softmax_fn(), nullptr);
+    ASSERT_NE(kernels::silu_mul_fn(), nullptr);
+  }
+  void TearDown() override { kernels::set_active(saved_); }
+  kernels::Isa saved_ = kernels::Isa::kScalar;
+};
+
+void expect_same_bits(const std::vector<float>& got, const std::vector<float>& want,
+                      const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_EQ(f32_to_bits(got[i]), f32_to_bits(want[i]))
+        << what << " element " << i << ": " << got[i] << " vs " << want[i];
+}
+
+TEST_F(RowOps, SoftmaxMatchesReference) {
+  std::mt19937 rng(11);
+  for (int64_t n : {1, 2, 15, 16, 17, 31, 32, 33, 100, 512, 1000}) {
+    for (float spread : {0.01f, 1.f, 10.f, 100.f, 1000.f}) {
+      std::normal_distribution<float> nd(0.f, spread);
+      std::vector<float> x(static_cast<size_t>(n));
+      for (auto& v : x) v = nd(rng);
+      if (n > 3) x[size_t(n) / 2] = -INFINITY;  // a masked cell
+      std::vector<float> want = x, got = x;
+      softmax_reference(want.data(), n);
+      kernels::softmax_fn()(got.data(), n);
+      expect_same_bits(got, want, "softmax n " + std::to_string(n));
+    }
+  }
+}
+
+TEST_F(RowOps, SiluMulMatchesReference) {
+  std::mt19937 rng(12);
+  for (int64_t n : {1, 7, 16, 17, 48, 100, 5632}) {
+    for (float spread : {0.1f, 3.f, 40.f, 200.f}) {
+      std::normal_distribution<float> nd(0.f, spread);
+      std::vector<float> g(static_cast<size_t>(n)), up(static_cast<size_t>(n));
+      for (auto& v : g) v = nd(rng);
+      for (auto& v : up) v = nd(rng);
+      std::vector<float> want = g, got = g;
+      silu_mul_reference(want.data(), up.data(), n);
+      kernels::silu_mul_fn()(got.data(), up.data(), n);
+      expect_same_bits(got, want, "silu n " + std::to_string(n));
+    }
+  }
+}
+
+TEST_F(RowOps, F16ConversionMatchesReference) {
+  std::mt19937 rng(13);
+  std::vector<float> x(100000);
+  for (auto& v : x) {
+    do v = bits_to_f32(uint32_t(rng())); while (std::isnan(v));
+  }
+  // Halfway cases, the overflow threshold and subnormals.
+  for (float v : {65504.f, 65519.f, 65520.f, 1e-8f, 5.96e-8f, 2.98e-8f, 6.1e-5f, -0.f})
+    x.push_back(v);
+  const int64_t n = int64_t(x.size());
+  std::vector<uint16_t> got(x.size());
+  kernels::f32_to_f16_row(x.data(), got.data(), n);
+  for (size_t i = 0; i < x.size(); ++i)
+    ASSERT_EQ(got[i], f32_to_fp16(x[i])) << "x = " << x[i];
+  // Short tails stop at n.
+  std::vector<uint16_t> tail(20, 0xABCD);
+  kernels::f32_to_f16_row(x.data(), tail.data(), 3);
+  EXPECT_EQ(tail[3], 0xABCD);
+}
+
+TEST_F(RowOps, DotF16RowsMatchesVecDot) {
+  std::mt19937 rng(14);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (int64_t n : {8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 1000}) {
+    for (float scale : {1e-3f, 1.f, 40.f}) {
+      const int64_t rows = 37, stride = n + 5;
+      std::vector<uint16_t> w(size_t(rows * stride)), a(static_cast<size_t>(n));
+      for (auto& v : w) v = f32_to_fp16(scale * nd(rng));
+      for (auto& v : a) v = f32_to_fp16(nd(rng));
+      for (DotKernel k : {DotKernel::VecDot, DotKernel::Sgemm}) {
+        std::vector<float> got(static_cast<size_t>(rows)), want(static_cast<size_t>(rows));
+        kernels::dot_f16_rows(w.data(), size_t(stride), rows, a.data(), n, k, 0.125f, got.data());
+        for (int64_t r = 0; r < rows; ++r)
+          want[size_t(r)] = vec_dot(DType::F16, w.data() + r * stride, a.data(), n, k) * 0.125f;
+        expect_same_bits(got, want, "dot n " + std::to_string(n) + " kernel " + std::to_string(int(k)));
+      }
+    }
+  }
+}
+
+// The public operations agree with their references at every level this CPU has.
+TEST(RowOpsDispatch, EveryLevelMatchesReference) {
+  const kernels::Isa saved = kernels::active();
+  std::mt19937 rng(15);
+  std::normal_distribution<float> nd(0.f, 5.f);
+  std::vector<float> x(300), up(300);
+  for (auto& v : x) v = nd(rng);
+  for (auto& v : up) v = nd(rng);
+  std::vector<float> want_sm = x, want_silu = x;
+  softmax_reference(want_sm.data(), 300);
+  silu_mul_reference(want_silu.data(), up.data(), 300);
+  for (kernels::Isa isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
+    if (int(isa) > int(kernels::detect())) continue;
+    kernels::set_active(isa);
+    std::vector<float> sm = x, silu = x;
+    softmax_inplace(sm.data(), 300);
+    silu_mul_inplace(silu.data(), up.data(), 300);
+    expect_same_bits(sm, want_sm, std::string("softmax at ") + kernels::isa_name(isa));
+    expect_same_bits(silu, want_silu, std::string("silu at ") + kernels::isa_name(isa));
+  }
+  kernels::set_active(saved);
+}
+
+}  // namespace
+}  // namespace tf
