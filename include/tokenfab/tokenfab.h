@@ -64,6 +64,7 @@ class Engine {
   const Tokenizer& tokenizer() const { return *tok_; }
   int n_threads() const { return n_threads_; }
   int64_t n_ctx() const { return ctx_->n_ctx(); }
+  size_t kv_cache_bytes() const { return ctx_->kv().bytes(); }
 
   std::vector<TokenId> tokenize(const std::string& text, bool add_special = true,
                                 bool parse_special = true) const;
@@ -105,6 +106,9 @@ struct BenchResult {
   double bytes_per_token = 0;   // weight bytes read per generated token
   double bandwidth_gb_s = 0;    // measured read bandwidth at this thread count
   double bandwidth_fraction = 0;  // bytes_per_token * tg / bandwidth
+  // Memory: the process's resident size after the runs, against the model file plus the KV
+  // cache (the engine's own scratch and the program make up the rest).
+  double resident_bytes = 0, file_bytes = 0, kv_bytes = 0;
 };
 // Measures prompt processing and generation speed on random tokens (the weights' values do
 // not matter for speed).

@@ -24,4 +24,7 @@ struct ComputePeak {
 // Peak of one thread times `threads`, measured with all threads running.
 ComputePeak measure_compute_peak(int threads);
 
+// This process's resident memory (RSS) in bytes, from /proc/self/statm; 0 where unavailable.
+size_t resident_bytes();
+
 }  // namespace tf

@@ -31,6 +31,9 @@ int bench(BenchArgs& a) {
     j["bytes_per_token"] = r.bytes_per_token;
     j["bandwidth_gb_s"] = r.bandwidth_gb_s;
     j["bandwidth_fraction"] = r.bandwidth_fraction;
+    j["memory"] = {{"resident_bytes", r.resident_bytes},
+                   {"file_bytes", r.file_bytes},
+                   {"kv_bytes", r.kv_bytes}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -45,6 +48,11 @@ int bench(BenchArgs& a) {
                   r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
                   r.bandwidth_gb_s * 1e9 / r.bytes_per_token);
   }
+  constexpr double kMiB = 1 << 20;
+  if (r.resident_bytes > 0)
+    std::printf("resident %.1f MiB = %.3f x (model file %.1f MiB + KV cache %.1f MiB)\n",
+                r.resident_bytes / kMiB, r.resident_bytes / (r.file_bytes + r.kv_bytes),
+                r.file_bytes / kMiB, r.kv_bytes / kMiB);
   return 0;
 }
 

@@ -71,6 +71,9 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   }
   r.pp = stats(pp);
   r.tg = stats(tg);
+  r.resident_bytes = double(resident_bytes());
+  r.file_bytes = double(model.file().file_size());
+  r.kv_bytes = double(ctx.kv().bytes());
   ctx_ptr.reset();
   if (p.measure_bandwidth) {
     r.bandwidth_gb_s = measure_read_bandwidth(r.threads, size_t(512) << 20, 3);

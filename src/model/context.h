@@ -61,6 +61,7 @@ class Context {
 
   const Model& model() const { return model_; }
   KvCache& kv() { return kv_; }
+  const KvCache& kv() const { return kv_; }
   int64_t n_ctx() const { return kv_.n_ctx(); }
   ThreadPool& pool() { return pool_; }
 
