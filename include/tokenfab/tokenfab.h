@@ -25,6 +25,9 @@ struct LoadOptions {
   // Map the file instead of reading it into memory of the engine's own (which is backed by
   // huge pages where possible, and is faster to stream). Mapping loads nothing up front.
   bool use_mmap = false;
+  // KV cache element type: F16 (llama.cpp's default and rounding) or Q8_0 (half the memory;
+  // needs n_head_kv * head_dim % 32 == 0). See parse_kv_type for the command-line names.
+  DType kv_type = DType::F16;
 };
 
 struct GenerateOptions {
@@ -96,6 +99,7 @@ struct BenchParams {
   int n_threads = 0;       // 0 = auto
   int reps = 5;
   bool measure_bandwidth = true;
+  DType kv_type = DType::F16;
 };
 struct Stat {
   double mean = 0, sd = 0;

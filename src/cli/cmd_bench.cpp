@@ -17,10 +17,12 @@ struct BenchArgs {
   std::string model;
   BenchParams p;
   bool json = false, mmap = false;
+  std::string kv_type = "f16";
 };
 
 int bench(BenchArgs& a) {
   auto model = Model::load(a.model, a.mmap);
+  a.p.kv_type = parse_kv_type(a.kv_type);
   const BenchResult r = run_bench(*model, a.p);
   if (a.json) {
     nlohmann::json j;
@@ -89,6 +91,8 @@ Runner add_bench(CLI::App& app) {
   c->add_option("-t,--threads", a->p.n_threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
   c->add_option("-r,--reps", a->p.reps, "repetitions")->check(CLI::Range(1, 1000));
   c->add_flag("--json", a->json, "print one JSON object");
+  c->add_option("--kv-type", a->kv_type, "KV cache type: f16 or q8_0 (half the memory)")
+      ->check(CLI::IsMember({"f16", "q8_0"}));
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   return [a] { return bench(*a); };
 }

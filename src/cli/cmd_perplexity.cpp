@@ -17,6 +17,7 @@ struct PplArgs {
   int64_t ctx = 512;
   int threads = 0;
   bool json = false, mmap = false;
+  std::string kv_type = "f16";
 };
 
 int perplexity(const PplArgs& a) {
@@ -28,6 +29,7 @@ int perplexity(const PplArgs& a) {
   lo.n_threads = a.threads;
   lo.n_ctx = a.ctx;
   lo.use_mmap = a.mmap;
+  lo.kv_type = parse_kv_type(a.kv_type);
   auto engine = Engine::load(a.model, lo);
   const PerplexityResult r = engine->perplexity(ss.str(), a.ctx);
   if (a.json) {
@@ -53,6 +55,8 @@ Runner add_perplexity(CLI::App& app) {
   c->add_option("-c,--ctx-size", a->ctx, "window size in tokens")
       ->check(CLI::Range(int64_t(4), int64_t(1) << 20));
   c->add_option("-t,--threads", a->threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
+  c->add_option("--kv-type", a->kv_type, "KV cache type: f16 or q8_0 (half the memory)")
+      ->check(CLI::IsMember({"f16", "q8_0"}));
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   c->add_flag("--json", a->json, "print {\"ppl\": final, \"chunks\": [...]}");
   return [a] { return perplexity(*a); };

@@ -34,6 +34,7 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   cp.n_ctx = std::max<int64_t>(16, p.n_prompt + p.n_gen);
   cp.n_batch = std::max<int64_t>(1, p.n_prompt);
   cp.n_threads = r.threads;
+  cp.kv_type = p.kv_type;
   // The context (and its spinning worker threads) must be gone before bandwidth is measured.
   auto ctx_ptr = std::make_unique<Context>(model, cp);
   Context& ctx = *ctx_ptr;

@@ -39,6 +39,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const LoadOptions&
   cp.n_ctx = opts.n_ctx > 0 ? opts.n_ctx : std::min<int64_t>(e->model_->config().n_ctx_train, 4096);
   cp.n_batch = opts.n_batch;
   cp.n_threads = e->n_threads_;
+  cp.kv_type = opts.kv_type;
   e->ctx_ = std::make_unique<Context>(*e->model_, cp);
   return e;
 }
@@ -134,6 +135,7 @@ PerplexityResult Engine::perplexity(const std::string& text_in, int64_t n_ctx) {
   cp.n_ctx = n_ctx;
   cp.n_batch = opts_.n_batch;
   cp.n_threads = n_threads_;
+  cp.kv_type = opts_.kv_type;
   Context ctx(*model_, cp);
   const int64_t first = n_ctx / 2;
   double nll_sum = 0;

@@ -5,8 +5,18 @@
 #include <string>
 
 #include "backend/kernels/kernels.h"
+#include "tensor/blocks.h"
 #include "tensor/fp16.h"
+#include "tensor/quants.h"
 #include "util/error.h"
+
+// Plain loops the compiler vectorizes, compiled for AVX-512, AVX2 and baseline x86-64 and
+// picked at load time.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define TF_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TF_VEC_CLONES
+#endif
 
 namespace tf {
 
@@ -17,7 +27,7 @@ Context::Context(const Model& model, const ContextParams& params)
       n_vocab_(cfg_.n_vocab),
       pool_(params.n_threads),
       kv_(cfg_.n_layer, params.n_seq, params.n_ctx > 0 ? params.n_ctx : cfg_.n_ctx_train,
-          cfg_.kv_dim()) {
+          cfg_.kv_dim(), params.kv_type) {
   const size_t nb = size_t(n_batch_);
   x_.resize(nb * cfg_.n_embd);
   xb_.resize(nb * std::max(cfg_.n_embd, cfg_.q_dim()));
@@ -100,6 +110,11 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
       }
       rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
       rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
+      if (kv_.type() == DType::Q8_0) {
+        kernels::quantize_act(DType::Q8_0, k, kv_.k_q8(l, seq[t], pos[t]), KV);
+        kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_q8(l, seq[t], pos[t]), KV);
+        continue;
+      }
       kernels::f32_to_f16_row(k, kv_.k(l, seq[t], pos[t]), KV);
       for (int64_t i = 0; i < KV; ++i) {
         // Values are read with weight 0 beyond a sequence's length (see attention), so they must
@@ -158,6 +173,7 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
 // products with the fp16 values (kqv = V^T p, V stored transposed), and both products use the
 // kernels llama.cpp would pick for them (llama_dot_kernel).
 void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n) {
+  if (kv_.type() == DType::Q8_0) return attention_q8(layer, pos, seq, n);
   const ModelConfig& c = cfg_;
   const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(D));
@@ -197,6 +213,89 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
       std::fill(p16 + len, p16 + n_kv, uint16_t(0));
       kernels::dot_f16_rows(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16, n_kv,
                             kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
+    }
+  };
+  if (work < (int64_t(1) << 16)) {
+    job(0, n * c.n_head, 0);
+  } else {
+    pool_.parallel_for(n * c.n_head, job);
+  }
+}
+
+namespace {
+
+// sc[j] = scale * dot(q, elements [start, start + D) of key row j) for j < len, the key rows
+// (of Q8_0 blocks) row_bytes apart. For heads that do not cover whole blocks.
+TF_VEC_CLONES void scores_q8(const uint8_t* k0, size_t row_bytes, int64_t len, int64_t start,
+                             int64_t D, const float* q, float scale, float* sc) {
+  for (int64_t j = 0; j < len; ++j) {
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(k0 + size_t(j) * row_bytes);
+    float s = 0.0f;
+    for (int64_t i = 0; i < D;) {
+      const int64_t e = start + i, b = e / 32, in = e % 32, m = std::min<int64_t>(D - i, 32 - in);
+      const int8_t* qs = blocks[b].qs + in;
+      float part = 0.0f;
+      for (int64_t k = 0; k < m; ++k) part += q[i + k] * float(qs[k]);
+      s += part * fp16_to_f32(blocks[b].d);
+      i += m;
+    }
+    sc[j] = s * scale;
+  }
+}
+
+// out[d] = sum over j < len of p[j] * element start + d of value row j, for d < D.
+TF_VEC_CLONES void weighted_values_q8(const uint8_t* v0, size_t row_bytes, int64_t len,
+                                      int64_t start, int64_t D, const float* p, float* out) {
+  std::fill(out, out + D, 0.0f);
+  for (int64_t j = 0; j < len; ++j) {
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(v0 + size_t(j) * row_bytes);
+    for (int64_t i = 0; i < D;) {
+      const int64_t e = start + i, b = e / 32, in = e % 32, m = std::min<int64_t>(D - i, 32 - in);
+      const float w = p[j] * fp16_to_f32(blocks[b].d);
+      const int8_t* qs = blocks[b].qs + in;
+      for (int64_t k = 0; k < m; ++k) out[i + k] += w * float(qs[k]);
+      i += m;
+    }
+  }
+}
+
+}  // namespace
+
+// Attention over a Q8_0 cache. Scores: when each head covers whole blocks (head_dim % 32 ==
+// 0), q is quantized to Q8_0 and each score is an integer block dot product, as llama.cpp
+// computes them with a quantized key cache; otherwise each key slice is dequantized. Outputs:
+// the softmax-weighted sum of the dequantized value rows, in float. Not llama.cpp's rounding
+// (it needs flash attention for a quantized value cache), so tested against the f16 cache.
+void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n) {
+  const ModelConfig& c = cfg_;
+  const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(float(D));
+  const bool whole_blocks = D % 32 == 0;
+  const size_t q_row = whole_blocks ? row_bytes(DType::Q8_0, Q) : 0;
+  const size_t head_bytes = whole_blocks ? row_bytes(DType::Q8_0, D) : 0;
+  if (whole_blocks) {
+    if (qq_.size() < q_row * size_t(n)) qq_.resize(q_row * size_t(n));
+    for (int64_t t = 0; t < n; ++t)
+      kernels::quantize_act(DType::Q8_0, &q_[size_t(t * Q)], &qq_[q_row * size_t(t)], Q);
+  }
+  int64_t work = 0;
+  for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * c.n_head * D;
+  auto job = [&](int64_t b, int64_t e, int tid) {
+    float* sc = &scores_[size_t(tid) * size_t(kv_.n_ctx())];
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
+      const int64_t len = int64_t(pos[t]) + 1;
+      if (whole_blocks) {
+        kernels::dot_rows(DType::Q8_0, kv_.k_q8(layer, seq[t], 0) + size_t(kvh) * head_bytes,
+                          kv_.row_bytes(), len, &qq_[q_row * size_t(t) + size_t(h) * head_bytes], D, sc);
+        for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
+      } else {
+        scores_q8(kv_.k_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D,
+                  &q_[size_t(t * Q + h * D)], scale, sc);
+      }
+      softmax_inplace(sc, len);
+      weighted_values_q8(kv_.v_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D, sc,
+                         &att_[size_t(t * Q + h * D)]);
     }
   };
   if (work < (int64_t(1) << 16)) {

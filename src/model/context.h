@@ -42,6 +42,7 @@ struct ContextParams {
   int64_t n_seq = 1;      // sequence slots in the KV cache
   int64_t n_batch = 512;  // tokens per forward step (bigger batches are split)
   int n_threads = 1;
+  DType kv_type = DType::F16;  // or Q8_0: see KvCache
 };
 
 class Context {
@@ -69,6 +70,7 @@ class Context {
   void forward(const TokenId* tokens, const int32_t* pos, const int32_t* seq,
                const uint8_t* want, int64_t n);
   void attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
+  void attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
   void attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
                        int64_t n_kv, float scale);
 
@@ -81,6 +83,7 @@ class Context {
   std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, scores_;
   std::vector<uint16_t> attn_f16_;  // per thread: fp16 softmax weights
   std::vector<uint16_t> qh_;        // the batch's queries in fp16
+  std::vector<uint8_t> qq_;         // ... or in Q8_0 (for a Q8_0 cache)
   // attention_tiled: the token ranges, and per thread the scores and fp16 weights of a tile
   struct TileScratch {
     std::vector<float> s;

@@ -145,6 +145,30 @@ TEST(Cli, RunJsonGreedyMatchesGolden) {
   EXPECT_TRUE(j["timings"].contains("predicted_per_second"));
 }
 
+// --kv-type q8_0 and --mmap change how memory is held, not what the CLI can do; an unknown
+// cache type is a clean argument error.
+TEST(Cli, KvTypeAndMmapOptions) {
+  TF_REQUIRE_SHARED(kStories);
+  const std::string m = tf::test::shared_path(kStories);
+  const Result q8 = run({"run", "-m", m, "-p", "Once upon a time", "-n", "16", "--temp", "0",
+                         "--kv-type", "q8_0", "--json"});
+  ASSERT_EQ(q8.code, 0) << q8.err;
+  EXPECT_EQ(json::parse(q8.out)["tokens"].size(), 16u);
+  const Result mapped = run({"run", "-m", m, "-p", "Once upon a time", "-n", "16", "--temp", "0",
+                             "--mmap", "--json"});
+  const Result copied = run({"run", "-m", m, "-p", "Once upon a time", "-n", "16", "--temp", "0",
+                             "--json"});
+  ASSERT_EQ(mapped.code, 0) << mapped.err;
+  EXPECT_EQ(json::parse(mapped.out)["tokens"], json::parse(copied.out)["tokens"]);
+  EXPECT_EQ(run({"run", "-m", m, "-p", "hi", "--kv-type", "q4"}).code, 1);
+  const Result b = run({"bench", "-m", m, "-p", "16", "-n", "4", "-r", "1", "--kv-type", "q8_0",
+                        "--json"});
+  ASSERT_EQ(b.code, 0) << b.err;
+  const json bj = json::parse(b.out);
+  EXPECT_GT(bj["memory"]["resident_bytes"].get<double>(), 0.0);
+  EXPECT_GT(bj["memory"]["kv_bytes"].get<double>(), 0.0);
+}
+
 TEST(Cli, RunStreamsTextAndReportsSpeed) {
   TF_REQUIRE_SHARED(kStories);
   const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "16",

@@ -129,12 +129,13 @@ Loaded load(const TinySpec& s, TensorMap* values) {
 const std::vector<int> kTokens = {3, 17, 5, 39, 0, 22, 8, 8, 31, 12};
 
 // Prompt in one batch (all logits), then the same tokens one at a time.
-void check_against_reference(const TinySpec& s, double tol) {
+void check_against_reference(const TinySpec& s, double tol, tf::DType kv_type = tf::DType::F16) {
   TensorMap T;
   Loaded l = load(s, &T);
   const auto want = reference(s, T, kTokens);
   tf::ContextParams cp;
   cp.n_ctx = 64;
+  cp.kv_type = kv_type;
   tf::Context ctx(*l.model, cp);
   tf::Batch b;
   for (size_t i = 0; i < kTokens.size(); ++i) b.add(kTokens[i], int32_t(i), 0, true);
@@ -188,6 +189,37 @@ TEST(ReferenceForward, Q8_0Weights) {
   s.n_ff = 64;  // every row length a multiple of the 32-element block
   // The reference sees the dequantized weights; we also quantize activations to 8 bits.
   check_against_reference(s, 6e-2);
+}
+
+// A Q8_0 KV cache: heads narrower than a block (16 of 32: key slices dequantized) and heads
+// of whole blocks (32: integer block dots with q quantized), against the float reference.
+TEST(ReferenceForward, Q8_0KvCacheNarrowHeads) {
+  TinySpec s;
+  s.n_embd = 64;  // 4 heads of 16, 2 KV heads: 32 values per position
+  s.n_ff = 96;
+  check_against_reference(s, 6e-2, tf::DType::Q8_0);
+}
+TEST(ReferenceForward, Q8_0KvCacheWholeBlockHeads) {
+  TinySpec s;
+  s.arch = "qwen3";
+  s.head_dim = 32;
+  check_against_reference(s, 6e-2, tf::DType::Q8_0);
+}
+
+TEST(KvCache, Q8_0HalvesMemoryAndNeedsWholeBlocks) {
+  tf::KvCache f16(2, 1, 64, 64, tf::DType::F16), q8(2, 1, 64, 64, tf::DType::Q8_0);
+  EXPECT_EQ(f16.bytes(), size_t(2 * 64 * 64 * 2 * 2));
+  EXPECT_EQ(q8.bytes(), size_t(2 * 64 * 2 * 34 * 2));  // two 34-byte blocks per row
+  try {
+    tf::KvCache bad(2, 1, 64, 48, tf::DType::Q8_0);
+    ADD_FAILURE() << "kv_dim 48 accepted for q8_0";
+  } catch (const tf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("multiple of 32"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(tf::KvCache(2, 1, 64, 64, tf::DType::Q4_0), tf::Error);
+  EXPECT_EQ(tf::parse_kv_type("q8_0"), tf::DType::Q8_0);
+  EXPECT_EQ(tf::parse_kv_type("f16"), tf::DType::F16);
+  EXPECT_THROW(tf::parse_kv_type("q4"), tf::Error);
 }
 
 // Two sequences interleaved in one batch give exactly what each gives alone.
