@@ -21,7 +21,7 @@ namespace tf {
 struct LoadOptions {
   int n_threads = 0;   // 0 = chosen from the model size and the machine
   int64_t n_ctx = 0;   // 0 = the model's training context (capped at 4096)
-  int64_t n_batch = 512;
+  int64_t n_batch = 128;  // tokens per forward step: see ContextParams
   // Map the file instead of reading it into memory of the engine's own (which is backed by
   // huge pages where possible, and is faster to stream). Mapping loads nothing up front.
   bool use_mmap = false;

@@ -134,6 +134,47 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
   }
 }
 
+void matmul_multi(ThreadPool& pool, const WeightView* const* ws, float* const* ys, int count,
+                  const float* x, int64_t n_tok, std::vector<uint8_t>& act_scratch) {
+  const DType act_type = dtype_info(ws[0]->type).vec_dot_type;
+  const int64_t cols = ws[0]->cols;
+  bool fusable = n_tok == 1 && count > 1;
+  int64_t total_rows = 0;
+  size_t work = 0;
+  for (int i = 0; i < count; ++i) {
+    fusable = fusable && ws[i]->cols == cols && dtype_info(ws[i]->type).vec_dot_type == act_type;
+    total_rows += ws[i]->rows;
+    work += size_t(ws[i]->rows) * ws[i]->row_stride;
+  }
+  if (!fusable) {
+    for (int i = 0; i < count; ++i) matmul(pool, *ws[i], x, n_tok, ys[i], act_scratch);
+    return;
+  }
+  const size_t act_row = row_bytes(act_type, cols);
+  if (act_scratch.size() < act_row) act_scratch.resize(act_row);
+  uint8_t* act = act_scratch.data();
+  kernels::quantize_act(ws[0]->type, x, act, cols);
+  // Rows [b, e) of the matrices stacked on one another.
+  auto body = [&](int64_t b, int64_t e, int) {
+    int64_t first = 0;
+    for (int i = 0; i < count && b < e; ++i) {
+      const WeightView& w = *ws[i];
+      const int64_t lo = std::max(b, first), hi = std::min(e, first + w.rows);
+      if (lo < hi) {
+        kernels::dot_rows(w.type, w.row(lo - first), w.row_stride, hi - lo, act, cols,
+                          ys[i] + (lo - first));
+        b = hi;
+      }
+      first += w.rows;
+    }
+  };
+  if (work >= kParallelMinWork && pool.size() > 1) {
+    pool.parallel_for(total_rows, body, 16);
+  } else {
+    body(0, total_rows, 0);
+  }
+}
+
 void get_row(const WeightView& w, int64_t r, float* out) {
   if (r < 0 || r >= w.rows) throw Error("token id " + std::to_string(r) + " out of range");
   dequantize_row(w.type, w.row(r), out, w.cols);

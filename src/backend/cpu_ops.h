@@ -38,6 +38,14 @@ DotKernel llama_dot_kernel(DType w, int64_t rows, int64_t cols, int64_t n_tok);
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok, float* y,
             std::vector<uint8_t>& act_scratch);
 
+// Several matrices applied to the same activations (attention's Q, K and V; the feed-forward
+// gate and up): ys[i] = ws[i] x for i < count. For one token, when the matrices share the
+// activation type and width, this is one parallel loop over all their rows: the activations are
+// converted once and the threads meet once instead of once per matrix. Otherwise (several
+// tokens, mixed activation types) it is matmul per matrix.
+void matmul_multi(ThreadPool& pool, const WeightView* const* ws, float* const* ys, int count,
+                  const float* x, int64_t n_tok, std::vector<uint8_t>& act_scratch);
+
 // One row of an embedding matrix (any supported type) as floats.
 void get_row(const WeightView& w, int64_t r, float* out);
 

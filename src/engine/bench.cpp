@@ -1,6 +1,7 @@
 // Throughput measurement: prompt processing (one batch of P tokens) and generation (N tokens
 // one at a time), each from an empty KV cache, repeated, with the weight bytes a generated
 // token reads and what fraction of the measured memory bandwidth that makes.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -32,7 +33,7 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   r.bytes_per_token = double(model.weight_bytes());
   ContextParams cp;
   cp.n_ctx = std::max<int64_t>(16, p.n_prompt + p.n_gen);
-  cp.n_batch = std::max<int64_t>(1, p.n_prompt);
+  cp.n_batch = std::clamp<int64_t>(p.n_prompt, 1, ContextParams{}.n_batch);
   cp.n_threads = r.threads;
   cp.kv_type = p.kv_type;
   // The context (and its spinning worker threads) must be gone before bandwidth is measured.

@@ -93,9 +93,11 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
     const LayerWeights& L = model_.layer(l);
     // Attention block.
     for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * E], L.attn_norm.data(), &xb_[t * E], E, c.rms_eps);
-    matmul(pool_, L.wq, xb_.data(), n, q_.data(), act_);
-    matmul(pool_, L.wk, xb_.data(), n, k_.data(), act_);
-    matmul(pool_, L.wv, xb_.data(), n, v_.data(), act_);
+    {
+      const WeightView* ws[] = {&L.wq, &L.wk, &L.wv};
+      float* ys[] = {q_.data(), k_.data(), v_.data()};
+      matmul_multi(pool_, ws, ys, 3, xb_.data(), n, act_);
+    }
     for (int64_t t = 0; t < n; ++t) {
       float* q = &q_[t * Q];
       float* k = &k_[t * KV];
@@ -144,8 +146,11 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
     // Feed-forward block (SwiGLU).
     for (int64_t t = 0; t < rows; ++t)
       rms_norm(&x_[t * E], L.ffn_norm.data(), &xb_[t * E], E, c.rms_eps);
-    matmul(pool_, L.w_gate, xb_.data(), rows, hb_.data(), act_);
-    matmul(pool_, L.w_up, xb_.data(), rows, hb2_.data(), act_);
+    {
+      const WeightView* ws[] = {&L.w_gate, &L.w_up};
+      float* ys[] = {hb_.data(), hb2_.data()};
+      matmul_multi(pool_, ws, ys, 2, xb_.data(), rows, act_);
+    }
     for (int64_t t = 0; t < rows; ++t) silu_mul_inplace(&hb_[t * F], &hb2_[t * F], F);
     matmul(pool_, L.w_down, hb_.data(), rows, xb2_.data(), act_);
     for (int64_t t = 0; t < rows; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);

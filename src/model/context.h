@@ -40,7 +40,10 @@ struct Batch {
 struct ContextParams {
   int64_t n_ctx = 0;      // positions per sequence; 0 = the model's training context
   int64_t n_seq = 1;      // sequence slots in the KV cache
-  int64_t n_batch = 512;  // tokens per forward step (bigger batches are split)
+  // Tokens per forward step (bigger batches are split). The scratch for activations grows
+  // with it; 128 tokens already make the matrix products compute-bound, so 512 prompt tokens
+  // run as fast as in one step (reference Q4_0 model: 1030 vs 1008 t/s) with 38 MB less memory.
+  int64_t n_batch = 128;
   int n_threads = 1;
   DType kv_type = DType::F16;  // or Q8_0: see KvCache
 };
