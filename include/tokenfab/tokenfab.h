@@ -96,6 +96,7 @@ class Engine {
 struct BenchParams {
   int64_t n_prompt = 512;  // prompt-processing batch
   int64_t n_gen = 128;     // tokens generated one at a time
+  int64_t n_depth = 0;     // ... after this many cached positions (attention's cost grows)
   int n_threads = 0;       // 0 = auto
   int reps = 5;
   bool measure_bandwidth = true;

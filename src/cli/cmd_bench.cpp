@@ -28,7 +28,7 @@ int bench(BenchArgs& a) {
     nlohmann::json j;
     j["model"] = a.model;
     j["pp"] = {{"n", a.p.n_prompt}, {"tokens_per_s", r.pp.mean}, {"sd", r.pp.sd}};
-    j["tg"] = {{"n", a.p.n_gen}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
+    j["tg"] = {{"n", a.p.n_gen}, {"depth", a.p.n_depth}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
     j["threads"] = r.threads;
     j["bytes_per_token"] = r.bytes_per_token;
     j["bandwidth_gb_s"] = r.bandwidth_gb_s;
@@ -44,7 +44,9 @@ int bench(BenchArgs& a) {
   if (a.p.n_prompt > 0)
     std::printf("pp%-5lld %10.2f ± %.2f tokens/s\n", (long long)a.p.n_prompt, r.pp.mean, r.pp.sd);
   if (a.p.n_gen > 0) {
-    std::printf("tg%-5lld %10.2f ± %.2f tokens/s\n", (long long)a.p.n_gen, r.tg.mean, r.tg.sd);
+    std::printf("tg%-5lld %10.2f ± %.2f tokens/s", (long long)a.p.n_gen, r.tg.mean, r.tg.sd);
+    if (a.p.n_depth > 0) std::printf(" after %lld cached positions", (long long)a.p.n_depth);
+    std::printf("\n");
     if (r.bandwidth_gb_s > 0)
       std::printf("generation reads %.2f GB/s = %.1f%% of the measured %.2f GB/s (ceiling %.1f tokens/s)\n",
                   r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
@@ -86,6 +88,8 @@ Runner add_bench(CLI::App& app) {
   c->add_option("-m,--model", a->model, "GGUF model file")->required();
   c->add_option("-p,--n-prompt", a->p.n_prompt, "prompt tokens per batch (0 = skip)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 16));
+  c->add_option("-d,--depth", a->p.n_depth, "generate after this many cached positions")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   c->add_option("-n,--n-gen", a->p.n_gen, "generated tokens (0 = skip)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 16));
   c->add_option("-t,--threads", a->p.n_threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));

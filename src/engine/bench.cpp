@@ -27,12 +27,13 @@ Stat stats(const std::vector<double>& v) {
 }  // namespace
 
 BenchResult run_bench(const Model& model, const BenchParams& p) {
-  if (p.n_prompt < 0 || p.n_gen < 0 || p.reps < 1) throw Error("bench: invalid sizes");
+  if (p.n_prompt < 0 || p.n_gen < 0 || p.n_depth < 0 || p.reps < 1)
+    throw Error("bench: invalid sizes");
   BenchResult r;
   r.threads = p.n_threads > 0 ? p.n_threads : auto_threads(model.weight_bytes());
   r.bytes_per_token = double(model.weight_bytes());
   ContextParams cp;
-  cp.n_ctx = std::max<int64_t>(16, p.n_prompt + p.n_gen);
+  cp.n_ctx = std::max<int64_t>(16, std::max(p.n_prompt, p.n_depth + p.n_gen));
   cp.n_batch = std::clamp<int64_t>(p.n_prompt, 1, ContextParams{}.n_batch);
   cp.n_threads = r.threads;
   cp.kv_type = p.kv_type;
@@ -50,13 +51,20 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
     ctx.decode(b);
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
-  auto gen_run = [&]() {
+  // Generation after n_depth cached positions: filled once, kept by every repetition.
+  auto fill_depth = [&]() {
     ctx.kv().truncate(0, 0);
+    Batch b;
+    for (int64_t i = 0; i < p.n_depth; ++i) b.add(tok(rng), int32_t(i), 0, i + 1 == p.n_depth);
+    if (p.n_depth > 0) ctx.decode(b);
+  };
+  auto gen_run = [&]() {
+    ctx.kv().truncate(0, int32_t(p.n_depth));
     Batch b;
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < p.n_gen; ++i) {
       b.clear();
-      b.add(tok(rng), int32_t(i), 0, true);
+      b.add(tok(rng), int32_t(p.n_depth + i), 0, true);
       ctx.decode(b);
     }
     return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -68,6 +76,7 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
     for (int i = 0; i < p.reps; ++i) pp.push_back(double(p.n_prompt) / prompt_run());
   }
   if (p.n_gen > 0) {
+    fill_depth();
     gen_run();
     for (int i = 0; i < p.reps; ++i) tg.push_back(double(p.n_gen) / gen_run());
   }

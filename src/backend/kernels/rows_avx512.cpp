@@ -101,6 +101,36 @@ TF_TARGET_AVX512 inline __m512 load_h(const uint16_t* p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
+// The four 16-lane accumulators of vec_dot(F16, VecDot) over the first np (% 64 == 0)
+// elements of one row, folded (0 + 2) + (1 + 3); af holds the activations as floats.
+TF_TARGET_AVX512 inline __m512 vecdot_lanes(const uint16_t* x, const float* af, int64_t np) {
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  for (int64_t i = 0; i < np; i += 64)
+    for (int k = 0; k < 4; ++k)
+      acc[k] = _mm512_fmadd_ps(load_h(x + i + 16 * k, 0xFFFF), _mm512_load_ps(af + i + 16 * k), acc[k]);
+  return _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+}
+
+// reduce16 of 16 vectors at once: lane r of the result is reduce16(v[r]), with the same
+// additions (halves, then quarters, then (q0 + q2) + (q1 + q3)) done across vectors.
+TF_TARGET_AVX512 inline __m512 reduce16x16(const __m512* v) {
+  __m512 h8[8], h4[4];
+  for (int k = 0; k < 8; ++k)  // [halves of row 2k | halves of row 2k+1]
+    h8[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
+                          _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
+  for (int k = 0; k < 4; ++k)  // 128-bit lane j: quarters of row 4k + j
+    h4[k] = _mm512_add_ps(_mm512_shuffle_f32x4(h8[2 * k], h8[2 * k + 1], 0x88),
+                          _mm512_shuffle_f32x4(h8[2 * k], h8[2 * k + 1], 0xDD));
+  // Per 128-bit lane j of each pair: (q0 + q2, q1 + q3) of two rows.
+  const __m512 g0 = _mm512_add_ps(_mm512_shuffle_ps(h4[0], h4[1], 0x44), _mm512_shuffle_ps(h4[0], h4[1], 0xEE));
+  const __m512 g1 = _mm512_add_ps(_mm512_shuffle_ps(h4[2], h4[3], 0x44), _mm512_shuffle_ps(h4[2], h4[3], 0xEE));
+  // Element 4j + e: the result of row 4e + j.
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(g0, g1, 0x88), _mm512_shuffle_ps(g0, g1, 0xDD));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(order, r);
+}
+
 // out[r] = scale * dot(w + r * stride, a, n) in the order of vec_dot(F16, ..., kernel): see
 // dot_f16 in tensor/quants.cpp. Sgemm (n % 16 == 0): one 16-lane FMA chain, reduced. VecDot:
 // four accumulators over each 64 elements, folded (0+2)+(1+3) and reduced, then the rest as
@@ -118,28 +148,28 @@ TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t row
     return;
   }
   const int64_t np = n & ~int64_t(63);
-  // The activations of the double-summed tail, as floats (at most 63 of them).
-  alignas(64) float at[64];
-  for (int64_t i = np; i < n; i += 16)
-    _mm512_store_ps(at + (i - np), load_h(a + i, first(n - i)));
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint16_t* x = w + size_t(r) * stride;
-    double sum = 0.0;
-    if (np > 0) {
-      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                       _mm512_setzero_ps()};
-      for (int64_t i = 0; i < np; i += 64)
-        for (int k = 0; k < 4; ++k)
-          acc[k] = _mm512_fmadd_ps(load_h(x + i + 16 * k, 0xFFFF), load_h(a + i + 16 * k, 0xFFFF),
-                                   acc[k]);
-      sum = reduce16(_mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3])));
+  // The activations as floats, converted once for all rows (zeros after n).
+  auto* af = reinterpret_cast<float*>(act_scratch(size_t(n + 64) * sizeof(float)));
+  for (int64_t i = 0; i < n; i += 16) _mm512_store_ps(af + i, load_h(a + i, first(n - i)));
+  int64_t r = 0;
+  if (np == n) {
+    // No double-summed tail: the float result of the reduction is the answer; reduce 16 rows
+    // at a time.
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (; r + 16 <= rows; r += 16) {
+      __m512 lanes[16];
+      for (int k = 0; k < 16; ++k) lanes[k] = vecdot_lanes(w + size_t(r + k) * stride, af, np);
+      _mm512_storeu_ps(out + r, _mm512_mul_ps(reduce16x16(lanes), vscale));
     }
+  }
+  for (; r < rows; ++r) {
+    const uint16_t* x = w + size_t(r) * stride;
+    double sum = np > 0 ? double(reduce16(vecdot_lanes(x, af, np))) : 0.0;
     if (np < n) {
       // fp16 x fp16 products are exact in float; the additions in double stay in order.
       alignas(64) float p[64];
       for (int64_t i = np; i < n; i += 16)
-        _mm512_store_ps(p + (i - np),
-                        _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(at + (i - np))));
+        _mm512_store_ps(p + (i - np), _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(af + i)));
       for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
     }
     out[r] = float(sum) * scale;
