@@ -3,11 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace tf::test {
 
@@ -27,6 +29,23 @@ inline std::string read_file(const std::string& path) {
   ss << f.rdbuf();
   return ss.str();
 }
+
+// The models with greedy goldens in ../shared/golden/greedy (file stems).
+inline std::vector<std::string> golden_models() {
+  return {"stories260K", "TinyStories-656K.f16", "tinystories-656k-q8_0",
+          "TinyStories-656K.fixed-scores.f16", "TinyStories-656K.fixed-scores.q8_0"};
+}
+
+// A gtest parameter name from a file stem: anything but letters and digits becomes '_'.
+struct StemName {
+  template <class Info>
+  std::string operator()(const Info& info) const {
+    std::string s = info.param;
+    for (char& ch : s)
+      if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+    return s;
+  }
+};
 
 }  // namespace tf::test
 

@@ -125,6 +125,35 @@ inline void k_scale_min(const uint8_t* s, int j, uint8_t* sc, uint8_t* m) {
   }
 }
 
+// The writers' side of the Q4_K / Q5_K layouts, shared by every quantizer (the tensor layer's
+// direct one and the tools' scale search). The inverse of k_scale_min: 8 scales and 8 mins
+// (6 bits each) into 12 bytes.
+inline void pack_k_scale_min(const uint8_t sc[8], const uint8_t m[8], uint8_t out[kKScaleSize]) {
+  for (int j = 0; j < 4; ++j) {
+    out[j] = uint8_t(sc[j] | ((sc[j + 4] >> 4) << 6));
+    out[j + 4] = uint8_t(m[j] | ((m[j + 4] >> 4) << 6));
+    out[j + 8] = uint8_t((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
+  }
+}
+// 256 codes 0..15 into Q4_K's nibbles: chunk c of 64 elements keeps its first 32 in the low
+// nibbles of qs[32c..32c+31] and the next 32 in the high nibbles.
+inline void pack_q4_k_codes(const uint8_t q[kQK_K], uint8_t qs[kQK_K / 2]) {
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l)
+      qs[32 * c + l] = uint8_t(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+}
+// 256 codes 0..31 into Q5_K: low nibbles as Q4_K, the fifth bits of chunk c's two halves at
+// bits 2c and 2c + 1 of qh[l].
+inline void pack_q5_k_codes(const uint8_t q[kQK_K], uint8_t qs[kQK_K / 2], uint8_t qh[kQK_K / 8]) {
+  for (int l = 0; l < kQK_K / 8; ++l) qh[l] = 0;
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      const int lo = q[64 * c + l], hi = q[64 * c + 32 + l];
+      qs[32 * c + l] = uint8_t((lo & 0xF) | ((hi & 0xF) << 4));
+      qh[l] |= uint8_t(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+    }
+}
+
 // Unpacks the 16 6-bit Q3_K scales (still biased by +32). Scale i keeps its low nibble in
 // byte i % 8 (low nibble for i < 8, high for i >= 8) and its top 2 bits in byte 8 + i % 4 at
 // bit 2 * (i / 4).

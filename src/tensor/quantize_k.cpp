@@ -78,15 +78,6 @@ void quant_k_affine(const float* x, int nmax, uint16_t* d_out, uint16_t* dmin_ou
   *dmin_out = dmin_h;
 }
 
-// Inverse of k_scale_min() in blocks.h.
-void pack_scale_min(const uint8_t sc[8], const uint8_t m[8], uint8_t out[kKScaleSize]) {
-  for (int j = 0; j < 4; ++j) {
-    out[j] = uint8_t(sc[j] | ((sc[j + 4] >> 4) << 6));
-    out[j + 4] = uint8_t(m[j] | ((m[j + 4] >> 4) << 6));
-    out[j + 8] = uint8_t((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
-  }
-}
-
 }  // namespace
 
 // Mirrors ggml's quantize_row_q8_K_ref, which llama.cpp's x86 build also uses for activations
@@ -126,10 +117,8 @@ void quant_q4_k(const float* x, void* dst, int64_t nb) {
   uint8_t sc[8], m[8], q[kQK_K];
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
     quant_k_affine(x, 15, &b[i].d, &b[i].dmin, sc, m, q);
-    pack_scale_min(sc, m, b[i].scales);
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l)
-        b[i].qs[32 * c + l] = uint8_t(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
+    pack_k_scale_min(sc, m, b[i].scales);
+    pack_q4_k_codes(q, b[i].qs);
   }
 }
 
@@ -138,14 +127,8 @@ void quant_q5_k(const float* x, void* dst, int64_t nb) {
   uint8_t sc[8], m[8], q[kQK_K];
   for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
     quant_k_affine(x, 31, &b[i].d, &b[i].dmin, sc, m, q);
-    pack_scale_min(sc, m, b[i].scales);
-    std::memset(b[i].qh, 0, sizeof(b[i].qh));
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l) {
-        const int lo = q[64 * c + l], hi = q[64 * c + 32 + l];
-        b[i].qs[32 * c + l] = uint8_t((lo & 0xF) | ((hi & 0xF) << 4));
-        b[i].qh[l] |= uint8_t(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
-      }
+    pack_k_scale_min(sc, m, b[i].scales);
+    pack_q5_k_codes(q, b[i].qs, b[i].qh);
   }
 }
 

@@ -61,16 +61,7 @@ TEST_P(GoldenEngine, GreedyFromTextPrompt) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, GoldenEngine,
-                         ::testing::Values("stories260K", "TinyStories-656K.f16",
-                                           "tinystories-656k-q8_0",
-                                           "TinyStories-656K.fixed-scores.f16",
-                                           "TinyStories-656K.fixed-scores.q8_0"),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (char& ch : s)
-                             if (!isalnum((unsigned char)ch)) ch = '_';
-                           return s;
-                         });
+                         ::testing::ValuesIn(tf::test::golden_models()), tf::test::StemName());
 
 TEST(GoldenPerplexity, WithinOneThousandthOfLlamaCpp) {
   TF_REQUIRE_SHARED("golden/ppl/ppl.json");
