@@ -12,6 +12,7 @@
 
 #include "backend/kernels/internal.h"
 #include "backend/kernels/kernels.h"
+#include "kernel_test_data.h"
 #include "tensor/blocks.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
@@ -21,23 +22,7 @@ namespace tf::kernels {
 namespace {
 
 using detail::Features;
-
-// Every distinct kernel set this CPU can run: the public levels plus the AVX-512 variants
-// without VNNI/VBMI and without BF16 (separate code paths, reachable on older AVX-512 CPUs).
-struct Variant {
-  std::string name;
-  Features f;
-};
-std::vector<Variant> variants() {
-  const Features c = detail::cpu_features();
-  std::vector<Variant> v{{"scalar", {}}};
-  if (c.avx2) v.push_back({"avx2", {true, false, false, false}});
-  if (c.avx512) v.push_back({"avx512-base", {true, true, false, false}});
-  if (c.vnni) v.push_back({"avx512-vnni", {true, true, true, false}});
-  if (c.bf16) v.push_back({"avx512-bf16", {true, true, false, true}});
-  if (c.vnni && c.bf16) v.push_back({"avx512-all", {true, true, true, true}});
-  return v;
-}
+using namespace tf::kernels::test;
 
 // Restores the detected level after each test so test order does not matter.
 class Kernels : public ::testing::Test {
@@ -46,94 +31,6 @@ class Kernels : public ::testing::Test {
 };
 
 // ---- random data -------------------------------------------------------------------------
-
-enum class Scale { kNormal, kTiny, kLarge, kZero, kOutlier };
-const char* scale_name(Scale s) {
-  switch (s) {
-    case Scale::kNormal:
-      return "normal";
-    case Scale::kTiny:
-      return "tiny";
-    case Scale::kLarge:
-      return "large";
-    case Scale::kZero:
-      return "zero";
-    case Scale::kOutlier:
-      return "outlier";
-  }
-  return "?";
-}
-
-// A float scale of the given kind (for fp16 fields "tiny" means fp16 subnormals).
-float pick_scale(Scale s, std::mt19937& rng, int block, bool half_field) {
-  std::uniform_real_distribution<float> u(0.5f, 1.5f);
-  switch (s) {
-    case Scale::kNormal:
-      return u(rng) * 0.01f;
-    case Scale::kTiny:
-      return half_field ? u(rng) * 3e-7f : u(rng) * 1e-30f;
-    case Scale::kLarge:
-      return u(rng) * 1e4f;
-    case Scale::kZero:
-      return 0.0f;
-    case Scale::kOutlier:
-      return block == 1 ? u(rng) * 3e4f : u(rng) * 0.01f;
-  }
-  return 0;
-}
-
-// Weight rows: random code bytes (every bit pattern), scale fields overwritten with sane
-// halves of the chosen kind; plain types get random values times the scale.
-std::vector<uint8_t> random_weights(DType t, int64_t n, int64_t rows, Scale sc, uint32_t seed) {
-  std::mt19937 rng(seed);
-  const DTypeInfo& info = dtype_info(t);
-  const size_t rb = row_bytes(t, n);
-  std::vector<uint8_t> v(rb * size_t(rows));
-  for (auto& b : v) b = uint8_t(rng());
-  auto set_half = [&](uint8_t* p, float f) {
-    const uint16_t h = f32_to_fp16(f);
-    std::memcpy(p, &h, 2);
-  };
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  const int64_t nb = n / info.block_size;
-  for (int64_t r = 0; r < rows; ++r) {
-    uint8_t* row = v.data() + size_t(r) * rb;
-    for (int64_t i = 0; i < nb; ++i) {
-      uint8_t* b = row + size_t(i) * info.type_size;
-      const float s = pick_scale(sc, rng, int(i), true);
-      switch (t) {
-        case DType::Q4_0:
-        case DType::Q8_0:
-          set_half(b, s);
-          break;
-        case DType::Q4_K:
-        case DType::Q5_K:
-          set_half(b, s);
-          set_half(b + 2, pick_scale(sc, rng, int(i), true) * 0.5f);
-          break;
-        case DType::Q6_K:
-          set_half(b + offsetof(BlockQ6_K, d), s);
-          break;
-        case DType::F32: {
-          const float f = g(rng) * pick_scale(sc, rng, int(i / 32), false) * 100.0f;
-          std::memcpy(b, &f, 4);
-          break;
-        }
-        case DType::F16:  // kept inside the fp16 range
-          set_half(b, std::clamp(g(rng) * s, -6e4f, 6e4f));
-          break;
-        case DType::BF16: {
-          const uint16_t h = f32_to_bf16(g(rng) * pick_scale(sc, rng, int(i / 32), false) * 100.f);
-          std::memcpy(b, &h, 2);
-          break;
-        }
-        default:
-          break;
-      }
-    }
-  }
-  return v;
-}
 
 // Activations: floats with the chosen scale, converted by the reference quantizer (so Q8_K's
 // block sums are consistent with its codes, as the kernels require).
@@ -211,7 +108,7 @@ TEST_F(Kernels, DotRowsMatchesReference) {
           const Scale as = ws == Scale::kOutlier ? Scale::kNormal : ws;
           const uint32_t seed = uint32_t(n * 131 + int(t) * 7 + int(ws));
           const int64_t rows = 9;
-          const auto w = random_weights(t, n, rows, ws, seed);
+          const auto w = random_weights(t, n, rows, 0, ws, seed);
           const auto act = ref_act(t, random_floats(n, as, seed + 1));
           const size_t rb = row_bytes(t, n);
           for (int64_t nrows = 1; nrows <= rows; ++nrows) {
@@ -241,7 +138,7 @@ TEST_F(Kernels, DotRowsExtremeCodes) {
     for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
       const int64_t n = dtype_info(t).block_size == 256 ? 512 : 96;
       for (uint8_t fill : {uint8_t(0x00), uint8_t(0xFF), uint8_t(0x80), uint8_t(0x7F)}) {
-        auto w = random_weights(t, n, 5, Scale::kNormal, 7);
+        auto w = random_weights(t, n, 5, 0, Scale::kNormal, 7);
         const DTypeInfo& info = dtype_info(t);
         // Overwrite everything but the scale halves with the fill byte.
         for (size_t b = 0; b < w.size(); b += info.type_size) {
