@@ -2,6 +2,7 @@
 
 // GCC 12 warns inside its own AVX-512 headers about the undefined upper lanes of set1.
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <immintrin.h>
 #include <sys/mman.h>

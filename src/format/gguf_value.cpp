@@ -90,7 +90,8 @@ bool integral_in_range(double f, double lo, double hi) {
 
 [[noreturn]] void not_convertible(const Value& v, const char* target) {
   std::string what = value_type_name(v.type);
-  if (v.type != ValueType::STRING && v.type != ValueType::ARRAY) what += " " + v.to_string();
+  // (append, not " " + ...: GCC 12 warns falsely about that temporary's copy)
+  if (v.type != ValueType::STRING && v.type != ValueType::ARRAY) what.append(" ").append(v.to_string());
   throw Error("value of type " + what + " cannot be converted to " + target);
 }
 
