@@ -38,10 +38,8 @@ Context::Context(const Model& model, const ContextParams& params)
   att_.resize(nb * cfg_.q_dim());
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
-  // Per thread: the scores and fp16 weights of one group of query heads.
-  const size_t group = size_t(cfg_.n_head / cfg_.n_head_kv);
-  scores_.resize(size_t(pool_.size()) * group * size_t(kv_.n_ctx()));
-  attn_f16_.resize(size_t(pool_.size()) * group * size_t(kv_.n_ctx()));
+  scores_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
+  attn_f16_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
 }
 
 void Context::decode(const Batch& b) {
@@ -205,46 +203,27 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   // pool would cost more than the work.
   int64_t work = 0;
   for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * c.n_head * D;
-  // Jobs: (token, KV head, slice of the query heads that share it). A group's heads read the
-  // same cached keys and values, converted once for all of them (dot_f16_rows_multi); groups
-  // are sliced only as far as it takes to give every thread two jobs.
-  const int64_t units = n * c.n_head_kv;
-  int64_t slice = group;
-  if (units < 2 * pool_.size()) {
-    const int64_t slices = std::min<int64_t>(group, (2 * pool_.size() + units - 1) / units);
-    slice = (group + slices - 1) / slices;
-  }
-  const int64_t slices = (group + slice - 1) / slice;
-  const size_t g_ctx = size_t(group) * size_t(n_ctx);
   auto job = [&](int64_t b, int64_t e, int tid) {
-    float* sc = &scores_[size_t(tid) * g_ctx];
-    uint16_t* p16 = &attn_f16_[size_t(tid) * g_ctx];
-    for (int64_t jb = b; jb < e; ++jb) {
-      const int64_t t = jb / (c.n_head_kv * slices), kvh = jb / slices % c.n_head_kv;
-      const int64_t h0 = kvh * group + jb % slices * slice, G = std::min(slice, (kvh + 1) * group - h0);
+    float* sc = &scores_[size_t(tid) * size_t(n_ctx)];
+    uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(n_ctx)];
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
       const int64_t len = int64_t(pos[t]) + 1;
-      kernels::dot_f16_rows_multi(kv_.k(layer, seq[t], 0) + kvh * D, size_t(c.kv_dim()), len,
-                                  &qh_[size_t(t * Q + h0 * D)], size_t(D), G, D, kq_kernel, scale,
-                                  sc, size_t(n_ctx));
-      for (int64_t g = 0; g < G; ++g) {
-        float* s = sc + size_t(g) * size_t(n_ctx);
-        uint16_t* p = p16 + size_t(g) * size_t(n_ctx);
-        softmax_inplace(s, len);
-        kernels::f32_to_f16_row(s, p, len);
-        // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
-        // nothing, so the transposed value rows are used in place.
-        std::fill(p + len, p + n_kv, uint16_t(0));
-      }
-      kernels::dot_f16_rows_multi(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16,
-                                  size_t(n_ctx), G, n_kv, kqv_kernel, 1.0f,
-                                  &att_[size_t(t * Q + h0 * D)], size_t(D));
+      kernels::dot_f16_rows(kv_.k(layer, seq[t], 0) + kvh * D, size_t(c.kv_dim()), len,
+                            &qh_[size_t(t * Q + h * D)], D, kq_kernel, scale, sc);
+      softmax_inplace(sc, len);
+      kernels::f32_to_f16_row(sc, p16, len);
+      // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
+      // nothing, so the transposed value rows are used in place.
+      std::fill(p16 + len, p16 + n_kv, uint16_t(0));
+      kernels::dot_f16_rows(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16, n_kv,
+                            kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
     }
   };
-  const int64_t jobs = units * slices;
   if (work < (int64_t(1) << 16)) {
-    job(0, jobs, 0);
+    job(0, n * c.n_head, 0);
   } else {
-    pool_.parallel_for(jobs, job);
+    pool_.parallel_for(n * c.n_head, job);
   }
 }
 

@@ -110,30 +110,6 @@ TEST_F(RowOps, DotF16RowsMatchesVecDot) {
   }
 }
 
-TEST_F(RowOps, DotF16RowsMultiMatchesVecDot) {
-  std::mt19937 rng(16);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  for (int64_t n : {8, 16, 32, 64, 96, 128, 160, 256}) {
-    for (int64_t G : {1, 2, 3, 4, 5, 8}) {
-      const int64_t rows = 35, stride = n + 3, a_stride = n + 7, out_stride = rows + 2;
-      std::vector<uint16_t> w(static_cast<size_t>(rows * stride)), a(static_cast<size_t>(G * a_stride));
-      for (auto& v : w) v = f32_to_fp16(nd(rng));
-      for (auto& v : a) v = f32_to_fp16(nd(rng));
-      for (DotKernel k : {DotKernel::VecDot, DotKernel::Sgemm}) {
-        std::vector<float> got(static_cast<size_t>(G * out_stride), -1.f), want = got;
-        kernels::dot_f16_rows_multi(w.data(), size_t(stride), rows, a.data(), size_t(a_stride), G, n,
-                                    k, 0.25f, got.data(), size_t(out_stride));
-        for (int64_t g = 0; g < G; ++g)
-          for (int64_t r = 0; r < rows; ++r)
-            want[size_t(g * out_stride + r)] =
-                vec_dot(DType::F16, w.data() + r * stride, a.data() + g * a_stride, n, k) * 0.25f;
-        expect_same_bits(got, want, "multi n " + std::to_string(n) + " G " + std::to_string(G) +
-                                        " kernel " + std::to_string(int(k)));
-      }
-    }
-  }
-}
-
 // The public operations agree with their references at every level this CPU has.
 TEST(RowOpsDispatch, EveryLevelMatchesReference) {
   const kernels::Isa saved = kernels::active();

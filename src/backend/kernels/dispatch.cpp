@@ -313,16 +313,6 @@ void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t
     out[r] = vec_dot(DType::F16, w + size_t(r) * stride, a, n, kernel) * scale;
 }
 
-void dot_f16_rows_multi(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
-                        size_t a_stride, int64_t G, int64_t n, DotKernel kernel, float scale,
-                        float* out, size_t out_stride) {
-  if (auto f = detail::active_table().rows.dot_f16_multi)
-    return f(w, stride, rows, a, a_stride, G, n, kernel == DotKernel::Sgemm, scale, out, out_stride);
-  for (int64_t g = 0; g < G; ++g)
-    dot_f16_rows(w, stride, rows, a + size_t(g) * a_stride, n, kernel, scale,
-                 out + size_t(g) * out_stride);
-}
-
 bool has_fast_path(DType w) {
   const size_t s = detail::slot(w);
   return s < detail::kTypeSlots && detail::active_table().dot[s] != nullptr;

@@ -63,9 +63,6 @@ struct RowOps {
   void (*to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
   void (*dot_f16)(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
                   bool sgemm, float scale, float* out) = nullptr;
-  void (*dot_f16_multi)(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
-                        size_t a_stride, int64_t G, int64_t n, bool sgemm, float scale, float* out,
-                        size_t out_stride) = nullptr;
 };
 
 inline constexpr size_t kTypeSlots = 36;  // ggml type ids 0..35

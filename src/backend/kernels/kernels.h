@@ -108,11 +108,4 @@ void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
                   DotKernel kernel, float scale, float* out);
 
-// dot_f16_rows for G activation rows a_stride elements apart (the query heads that share a
-// cached key/value head): out[g * out_stride + r] = vec_dot(F16, w_r, a_g, n, kernel) * scale,
-// the same bits, with each weight row read and converted once for all of them.
-void dot_f16_rows_multi(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
-                        size_t a_stride, int64_t G, int64_t n, DotKernel kernel, float scale,
-                        float* out, size_t out_stride);
-
 }  // namespace tf::kernels

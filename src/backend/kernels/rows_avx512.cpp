@@ -8,7 +8,6 @@
 #ifdef TF_KERNELS_X86
 #include <immintrin.h>
 
-#include <algorithm>
 #include <cmath>
 
 #include "tensor/fp16.h"
@@ -177,81 +176,9 @@ TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t row
   }
 }
 
-constexpr int kHeads = 4;  // activation rows sharing one conversion of the weights
-
-// vecdot_lanes of row x with activation rows g0 .. g0 + gc - 1 (floats, nf apart) into
-// lanes[0 .. gc): the row's vectors are converted once for all of them.
-TF_TARGET_AVX512 inline void fold_heads(const uint16_t* x, const float* af, int64_t nf, int64_t np,
-                                        int64_t g0, int64_t gc, __m512* lanes) {
-  __m512 acc[kHeads][4];
-  for (int64_t h = 0; h < gc; ++h)
-    for (int k = 0; k < 4; ++k) acc[h][k] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < np; i += 64) {
-    __m512 xv[4];
-    for (int k = 0; k < 4; ++k) xv[k] = load_h(x + i + 16 * k, 0xFFFF);
-    for (int64_t h = 0; h < gc; ++h)
-      for (int k = 0; k < 4; ++k)
-        acc[h][k] = _mm512_fmadd_ps(xv[k], _mm512_load_ps(af + (g0 + h) * nf + i + 16 * k), acc[h][k]);
-  }
-  for (int64_t h = 0; h < gc; ++h)
-    lanes[h] = _mm512_add_ps(_mm512_add_ps(acc[h][0], acc[h][2]), _mm512_add_ps(acc[h][1], acc[h][3]));
-}
-
-// dot_f16_rows for G activation rows at once (the query heads sharing one cached key/value
-// head): out[g * out_stride + r] = scale * dot(w + r * stride, a + g * a_stride, n), each in
-// exactly dot_f16_rows's order. Every weight vector is converted once and multiplied with up to
-// four heads' activations while in registers.
-TF_TARGET_AVX512 void dot_f16_rows_multi(const uint16_t* w, size_t stride, int64_t rows,
-                                        const uint16_t* a, size_t a_stride, int64_t G, int64_t n,
-                                        bool sgemm, float scale, float* out, size_t out_stride) {
-  if ((sgemm && n % 16 == 0) || G == 1) {
-    for (int64_t g = 0; g < G; ++g)
-      dot_f16_rows(w, stride, rows, a + size_t(g) * a_stride, n, sgemm, scale, out + size_t(g) * out_stride);
-    return;
-  }
-  const int64_t np = n & ~int64_t(63), nf = (n + 63) & ~int64_t(63);
-  auto* af = reinterpret_cast<float*>(act_scratch(size_t(G * nf + 16) * sizeof(float)));
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t i = 0; i < n; i += 16)
-      _mm512_store_ps(af + g * nf + i, load_h(a + size_t(g) * a_stride + i, first(n - i)));
-  int64_t r = 0;
-  if (np == n) {
-    const __m512 vscale = _mm512_set1_ps(scale);
-    for (; r + 16 <= rows; r += 16)
-      for (int64_t g0 = 0; g0 < G; g0 += kHeads) {
-        const int64_t gc = std::min<int64_t>(kHeads, G - g0);
-        __m512 lanes[kHeads][16];
-        for (int k = 0; k < 16; ++k) {
-          __m512 l[kHeads];
-          fold_heads(w + size_t(r + k) * stride, af, nf, np, g0, gc, l);
-          for (int64_t h = 0; h < gc; ++h) lanes[h][k] = l[h];
-        }
-        for (int64_t h = 0; h < gc; ++h)
-          _mm512_storeu_ps(out + size_t(g0 + h) * out_stride + r, _mm512_mul_ps(reduce16x16(lanes[h]), vscale));
-      }
-  }
-  for (; r < rows; ++r) {
-    const uint16_t* x = w + size_t(r) * stride;
-    alignas(64) float xt[64];  // the row's tail as floats (products are exact in float)
-    for (int64_t i = np; i < n; i += 16) _mm512_store_ps(xt + (i - np), load_h(x + i, first(n - i)));
-    for (int64_t g0 = 0; g0 < G; g0 += kHeads) {
-      const int64_t gc = std::min<int64_t>(kHeads, G - g0);
-      __m512 l[kHeads];
-      if (np > 0) fold_heads(x, af, nf, np, g0, gc, l);
-      for (int64_t h = 0; h < gc; ++h) {
-        double sum = np > 0 ? double(reduce16(l[h])) : 0.0;
-        const float* at = af + (g0 + h) * nf + np;
-        for (int64_t i = 0; i < n - np; ++i) sum += double(xt[i] * at[i]);
-        out[size_t(g0 + h) * out_stride + r] = float(sum) * scale;
-      }
-    }
-  }
-}
-
 }  // namespace
 
 void add_rows_avx512(Table& t) {
-  t.rows.dot_f16_multi = dot_f16_rows_multi;
   t.rows.softmax = softmax;
   t.rows.silu_mul = silu_mul;
   t.rows.to_f16 = to_f16;
