@@ -73,6 +73,11 @@ namespace {
 // waking a second core costs more than it saves, and small models must never get slower
 // with more threads.
 constexpr size_t kParallelMinWork = size_t(1) << 20;
+// The same for products with several tokens, which are compute-bound: multiply-adds. 2^24 of
+// them take ~50 us on one core here. Below that a second thread gained at best 2x on the tiny
+// models' prompts and lost 2x whenever this VM was slow to run it (a shared host), so a tiny
+// model's prompt now runs on one thread whatever the count asked for.
+constexpr size_t kParallelMinMacs = size_t(1) << 24;
 // Rows per tile when several tokens share a pass over the weights: a tile stays in L2 while
 // every token's activations stream past it.
 constexpr int64_t kRowTile = 64;
@@ -99,8 +104,9 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
   if (prep_row)
     prep = act + ((reinterpret_cast<uintptr_t>(act) + act_bytes + 63) & ~uintptr_t(63)) -
            reinterpret_cast<uintptr_t>(act);
-  const size_t work = size_t(rows) * w.row_stride * size_t(n_tok);
-  const bool parallel = work >= kParallelMinWork && pool.size() > 1;
+  const bool parallel =
+      pool.size() > 1 && (n_tok == 1 ? size_t(rows) * w.row_stride >= kParallelMinWork
+                                     : size_t(rows) * size_t(cols) * size_t(n_tok) >= kParallelMinMacs);
   auto quantize = [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       kernels::quantize_act(w.type, x + t * cols, act + t * act_row, cols);

@@ -20,6 +20,17 @@
 
 namespace tf {
 
+namespace {
+// Attention work (cached positions x heads x head size, summed over the batch) below which it
+// runs on the calling thread: ~50 us here.
+constexpr int64_t kAttnParallelMinWork = int64_t(1) << 18;
+// Models this small (the weights: see auto_threads) keep attention on one thread whatever the
+// context: their whole step takes microseconds, and on this shared VM a second thread made
+// their prompts up to 2x slower as often as 2x faster (stories260K pp128 at 2 threads: 11-61k
+// t/s against 22-25k at 1; serial: 20-25k).
+constexpr size_t kSmallModelBytes = size_t(16) << 20;
+}  // namespace
+
 Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       cfg_(model.config()),
@@ -40,6 +51,7 @@ Context::Context(const Model& model, const ContextParams& params)
   hb2_.resize(nb * cfg_.n_ff);
   scores_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
   attn_f16_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
+  serial_attention_ = model.weight_bytes() < kSmallModelBytes;
 }
 
 void Context::decode(const Batch& b) {
@@ -220,7 +232,7 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
                             kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
     }
   };
-  if (work < (int64_t(1) << 16)) {
+  if (work < kAttnParallelMinWork || serial_attention_) {
     job(0, n * c.n_head, 0);
   } else {
     pool_.parallel_for(n * c.n_head, job);
@@ -303,7 +315,7 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
                          &att_[size_t(t * Q + h * D)]);
     }
   };
-  if (work < (int64_t(1) << 16)) {
+  if (work < kAttnParallelMinWork || serial_attention_) {
     job(0, n * c.n_head, 0);
   } else {
     pool_.parallel_for(n * c.n_head, job);
@@ -360,7 +372,7 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
     }
   };
   const int64_t jobs = int64_t(tiles_.size()) * c.n_head;
-  if (work < (int64_t(1) << 16)) {
+  if (work < kAttnParallelMinWork || serial_attention_) {
     job(0, jobs, 0);
   } else {
     pool_.parallel_for(jobs, job);

@@ -98,6 +98,7 @@ class Context {
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
   std::vector<int32_t> seq_fill_;
   int64_t n_out_ = 0;
+  bool serial_attention_ = false;  // see kSmallModelBytes in context.cpp
 };
 
 }  // namespace tf
