@@ -1,10 +1,17 @@
 #include "backend/machine.h"
 
 // GCC 12 warns inside its own AVX-512 headers about the undefined upper lanes of set1.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
+// The probes use x86 SIMD where there is some; elsewhere bandwidth is read with plain loads
+// and the arithmetic peaks are left at 0 (unknown).
+#if defined(__x86_64__) || defined(__i386__)
+#define TF_MACHINE_X86 1
 #include <immintrin.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -23,6 +30,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+#ifdef TF_MACHINE_X86
 // Four independent 256-bit accumulators keep several loads in flight; the sum defeats
 // dead-code elimination.
 __attribute__((target("avx2"))) uint64_t read_avx2(const uint8_t* p, size_t n) {
@@ -53,6 +61,8 @@ __attribute__((target("avx512f"))) uint64_t read_avx512(const uint8_t* p, size_t
   return v[0] ^ v[1] ^ v[2] ^ v[3] ^ v[4] ^ v[5] ^ v[6] ^ v[7];
 }
 
+#endif
+
 uint64_t read_scalar(const uint8_t* p, size_t n) {
   uint64_t a = 0, b = 0;
   for (size_t i = 0; i + 16 <= n; i += 16) {
@@ -66,9 +76,13 @@ uint64_t read_scalar(const uint8_t* p, size_t n) {
 }
 
 uint64_t read_block(const uint8_t* p, size_t n) {
+#ifdef TF_MACHINE_X86
   static const bool avx512 = __builtin_cpu_supports("avx512f");
   static const bool avx2 = __builtin_cpu_supports("avx2");
   return avx512 ? read_avx512(p, n) : avx2 ? read_avx2(p, n) : read_scalar(p, n);
+#else
+  return read_scalar(p, n);
+#endif
 }
 
 // Runs fn(tid) on `threads` threads started together; returns the wall time in seconds.
@@ -92,6 +106,7 @@ double run_threads(int threads, F fn) {
 
 std::atomic<uint64_t> g_sink{0};
 
+#ifdef TF_MACHINE_X86
 __attribute__((target("avx512f"))) double fma_avx512(int64_t iters) {
   __m512 a[12];
   const __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
@@ -142,6 +157,8 @@ __attribute__((target("avx2"))) double dp_avx2(int64_t iters) {
   return double(iters) * 8 * 32 * 2;
 }
 
+#endif  // TF_MACHINE_X86
+
 }  // namespace
 
 size_t resident_bytes() {
@@ -185,6 +202,7 @@ double measure_read_bandwidth(int threads, size_t bytes, int reps) {
 ComputePeak measure_compute_peak(int threads) {
   threads = std::max(1, threads);
   ComputePeak p;
+#ifdef TF_MACHINE_X86
   const bool avx512 = __builtin_cpu_supports("avx512f");
   const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -203,6 +221,7 @@ ComputePeak measure_compute_peak(int threads) {
       p.int8_gops = std::max(p.int8_gops, double(ops.load()) / s2 / 1e9);
     }
   }
+#endif
   return p;
 }
 

@@ -60,7 +60,7 @@ class KvCache {
   }
 
   DType type_;
-  int64_t n_layer_, n_seq_, n_ctx_, kv_dim_;
+  int64_t n_seq_, n_ctx_;
   size_t row_bytes_;
   std::vector<uint8_t> k_, v_;
   std::vector<int32_t> len_;

@@ -31,7 +31,7 @@ std::string quote(const std::string& s) {
 
 Result run(const std::vector<std::string>& args) {
   std::string cmd = TF_CLI_PATH;
-  for (const auto& a : args) cmd += " " + quote(a);
+  for (const auto& a : args) cmd.append(" ").append(quote(a));  // (GCC 12 warns falsely on " " + ...)
   const std::string err_file = tmp_path("stderr");
   cmd += " 2>" + err_file;
   Result r;

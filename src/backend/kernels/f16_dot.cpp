@@ -1,11 +1,16 @@
 #include "backend/kernels/f16_dot.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
 // Vector helpers are only ever inlined into functions compiled for their ISA.
 #pragma GCC diagnostic ignored "-Wpsabi"
 // GCC 12 warns inside its own headers about the undefined upper lanes of cvtph.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
+#if defined(__x86_64__) || defined(__i386__)
+#define TF_F16_DOT_X86 1
 #include <immintrin.h>
+#endif
 
 #include "tensor/fp16.h"
 
@@ -13,6 +18,7 @@ namespace tf::kernels {
 
 namespace {
 
+#ifdef TF_F16_DOT_X86
 // Horizontal sum of 16 lanes in reduce_add16's order: halves, then quarters, then
 // (q0 + q2) + (q1 + q3).
 inline float reduce16(const float* v) { return reduce_add16(v); }
@@ -72,21 +78,29 @@ __attribute__((target("avx2,fma,f16c"))) float dot_avx2(const uint16_t* w, const
 }
 
 
+#endif  // TF_F16_DOT_X86
+
 }  // namespace
 
 namespace detail {
 int f16_dot_best_level() {
+#ifdef TF_F16_DOT_X86
   static const int level = __builtin_cpu_supports("avx512f") ? 2
                            : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                               __builtin_cpu_supports("f16c"))
                                ? 1
                                : 0;
   return level;
+#else
+  return 0;
+#endif
 }
 
 float dot_f16_ordered_at(int level, const uint16_t* w, const uint16_t* a, int64_t n, DotKernel kernel) {
+#ifdef TF_F16_DOT_X86
   if (level >= 2) return dot_avx512(w, a, n, kernel);
   if (level == 1) return dot_avx2(w, a, n, kernel);
+#endif
   return vec_dot(DType::F16, w, a, n, kernel);
 }
 }  // namespace detail
