@@ -83,8 +83,53 @@ constexpr size_t kParallelMinMacs = size_t(1) << 24;
 constexpr int64_t kRowTile = 64;
 }  // namespace
 
+namespace {
+
+// One token through `count` matrices stacked on one another (same width and activation type):
+// the activations are converted once, then one parallel loop covers all their rows.
+void matvec_stacked(ThreadPool& pool, const WeightView* const* ws, float* const* ys, int count,
+                    const float* x, std::vector<uint8_t>& act_scratch) {
+  const int64_t cols = ws[0]->cols;
+  int64_t total_rows = 0;
+  size_t bytes = 0;
+  for (int i = 0; i < count; ++i) {
+    total_rows += ws[i]->rows;
+    bytes += size_t(ws[i]->rows) * ws[i]->row_stride;
+  }
+  const size_t act_row = row_bytes(dtype_info(ws[0]->type).vec_dot_type, cols);
+  if (act_scratch.size() < act_row) act_scratch.resize(act_row);
+  uint8_t* act = act_scratch.data();
+  kernels::quantize_act(ws[0]->type, x, act, cols);
+  // Rows [b, e) of the stack.
+  auto body = [&](int64_t b, int64_t e, int) {
+    int64_t first = 0;
+    for (int i = 0; i < count && b < e; ++i) {
+      const WeightView& w = *ws[i];
+      const int64_t lo = std::max(b, first), hi = std::min(e, first + w.rows);
+      if (lo < hi) {
+        kernels::dot_rows(w.type, w.row(lo - first), w.row_stride, hi - lo, act, cols,
+                          ys[i] + (lo - first));
+        b = hi;
+      }
+      first += w.rows;
+    }
+  };
+  if (bytes >= kParallelMinWork && pool.size() > 1) {
+    pool.parallel_for(total_rows, body, 16);  // row ranges in multiples of the kernels' tiles
+  } else {
+    body(0, total_rows, 0);
+  }
+}
+
+}  // namespace
+
 void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok, float* y,
             std::vector<uint8_t>& act_scratch) {
+  if (n_tok == 1) {
+    const WeightView* ws[] = {&w};
+    float* ys[] = {y};
+    return matvec_stacked(pool, ws, ys, 1, x, act_scratch);
+  }
   const DType act_type = dtype_info(w.type).vec_dot_type;
   const size_t act_row = row_bytes(act_type, w.cols);
   const int64_t rows = w.rows, cols = w.cols;
@@ -105,8 +150,7 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
     prep = act + ((reinterpret_cast<uintptr_t>(act) + act_bytes + 63) & ~uintptr_t(63)) -
            reinterpret_cast<uintptr_t>(act);
   const bool parallel =
-      pool.size() > 1 && (n_tok == 1 ? size_t(rows) * w.row_stride >= kParallelMinWork
-                                     : size_t(rows) * size_t(cols) * size_t(n_tok) >= kParallelMinMacs);
+      pool.size() > 1 && size_t(rows) * size_t(cols) * size_t(n_tok) >= kParallelMinMacs;
   auto quantize = [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) {
       kernels::quantize_act(w.type, x + t * cols, act + t * act_row, cols);
@@ -114,10 +158,6 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
     }
   };
   auto body = [&](int64_t b, int64_t e, int) {
-    if (n_tok == 1) {
-      kernels::dot_rows(w.type, w.row(b), w.row_stride, e - b, act, cols, y + b);
-      return;
-    }
     if (use_gemm) {
       // These rows, all tokens (the kernel chunks them to fit the cache).
       kernels::gemm_prepared(w.type, w.row(b), w.row_stride, e - b, prep, n_tok, cols, y + b, rows);
@@ -140,45 +180,15 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
   }
 }
 
+
 void matmul_multi(ThreadPool& pool, const WeightView* const* ws, float* const* ys, int count,
                   const float* x, int64_t n_tok, std::vector<uint8_t>& act_scratch) {
-  const DType act_type = dtype_info(ws[0]->type).vec_dot_type;
-  const int64_t cols = ws[0]->cols;
-  bool fusable = n_tok == 1 && count > 1;
-  int64_t total_rows = 0;
-  size_t work = 0;
-  for (int i = 0; i < count; ++i) {
-    fusable = fusable && ws[i]->cols == cols && dtype_info(ws[i]->type).vec_dot_type == act_type;
-    total_rows += ws[i]->rows;
-    work += size_t(ws[i]->rows) * ws[i]->row_stride;
-  }
-  if (!fusable) {
-    for (int i = 0; i < count; ++i) matmul(pool, *ws[i], x, n_tok, ys[i], act_scratch);
-    return;
-  }
-  const size_t act_row = row_bytes(act_type, cols);
-  if (act_scratch.size() < act_row) act_scratch.resize(act_row);
-  uint8_t* act = act_scratch.data();
-  kernels::quantize_act(ws[0]->type, x, act, cols);
-  // Rows [b, e) of the matrices stacked on one another.
-  auto body = [&](int64_t b, int64_t e, int) {
-    int64_t first = 0;
-    for (int i = 0; i < count && b < e; ++i) {
-      const WeightView& w = *ws[i];
-      const int64_t lo = std::max(b, first), hi = std::min(e, first + w.rows);
-      if (lo < hi) {
-        kernels::dot_rows(w.type, w.row(lo - first), w.row_stride, hi - lo, act, cols,
-                          ys[i] + (lo - first));
-        b = hi;
-      }
-      first += w.rows;
-    }
-  };
-  if (work >= kParallelMinWork && pool.size() > 1) {
-    pool.parallel_for(total_rows, body, 16);
-  } else {
-    body(0, total_rows, 0);
-  }
+  bool stackable = n_tok == 1;
+  for (int i = 1; i < count; ++i)
+    stackable = stackable && ws[i]->cols == ws[0]->cols &&
+                dtype_info(ws[i]->type).vec_dot_type == dtype_info(ws[0]->type).vec_dot_type;
+  if (stackable) return matvec_stacked(pool, ws, ys, count, x, act_scratch);
+  for (int i = 0; i < count; ++i) matmul(pool, *ws[i], x, n_tok, ys[i], act_scratch);
 }
 
 void get_row(const WeightView& w, int64_t r, float* out) {

@@ -232,11 +232,7 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
                             kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
     }
   };
-  if (work < kAttnParallelMinWork || serial_attention_) {
-    job(0, n * c.n_head, 0);
-  } else {
-    pool_.parallel_for(n * c.n_head, job);
-  }
+  run_attention_jobs(n * c.n_head, work, job);
 }
 
 namespace {
@@ -315,11 +311,7 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
                          &att_[size_t(t * Q + h * D)]);
     }
   };
-  if (work < kAttnParallelMinWork || serial_attention_) {
-    job(0, n * c.n_head, 0);
-  } else {
-    pool_.parallel_for(n * c.n_head, job);
-  }
+  run_attention_jobs(n * c.n_head, work, job);
 }
 
 // Attention of several tokens as matrix products (prompt processing, when llama.cpp uses its
@@ -335,25 +327,25 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
   const ModelConfig& c = cfg_;
   const int64_t D = c.head_dim, Q = c.q_dim(), KV = c.kv_dim(), group = c.n_head / c.n_head_kv;
   const int64_t n_ctx = kv_.n_ctx();
-  // Tiles: runs of at most kTile consecutive tokens of the same sequence.
+  // Tiles: runs of at most kTile consecutive tokens of the same sequence, with the cells they
+  // can see (their last position, rounded up to 32).
   tiles_.clear();
+  int64_t work = 0;  // multiply-adds, roughly
   for (int64_t t = 0; t < n;) {
     int64_t e = t + 1;
     while (e < n && e - t < kTile && seq[e] == seq[t]) ++e;
-    tiles_.push_back({t, e});
+    int32_t last = 0;
+    for (int64_t k = t; k < e; ++k) last = std::max(last, pos[k]);
+    tiles_.push_back({t, e, std::min(n_kv, (int64_t(last) + 32) / 32 * 32)});
+    work += (e - t) * (int64_t(last) + 1) * c.n_head * D;
     t = e;
   }
   if (tile_scratch_.size() < size_t(pool_.size())) tile_scratch_.resize(size_t(pool_.size()));
-  int64_t work = 0;  // multiply-adds, roughly
-  for (const auto& [t0, t1] : tiles_) work += (t1 - t0) * (int64_t(pos[t1 - 1]) + 1) * c.n_head * D;
   auto job = [&](int64_t b, int64_t e, int tid) {
     TileScratch& ts = tile_scratch_[size_t(tid)];
     for (int64_t jb = b; jb < e; ++jb) {
-      const auto [t0, t1] = tiles_[size_t(jb / c.n_head)];
+      const auto [t0, t1, cells] = tiles_[size_t(jb / c.n_head)];
       const int64_t h = jb % c.n_head, kvh = h / group, m = t1 - t0;
-      int32_t last = 0;
-      for (int64_t t = t0; t < t1; ++t) last = std::max(last, pos[t]);
-      const int64_t cells = std::min(n_kv, (int64_t(last) + 32) / 32 * 32);
       if (ts.s.size() < size_t(m * cells)) ts.s.resize(size_t(m * cells));
       if (ts.p.size() < size_t(m * cells)) ts.p.resize(size_t(m * cells));
       kernels::gemm(DType::F16, kv_.k(layer, seq[t0], 0) + kvh * D, size_t(KV) * 2, cells,
@@ -371,7 +363,10 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
                     ts.p.data(), size_t(cells) * 2, m, cells, &att_[size_t(t0 * Q + h * D)], Q);
     }
   };
-  const int64_t jobs = int64_t(tiles_.size()) * c.n_head;
+  run_attention_jobs(int64_t(tiles_.size()) * c.n_head, work, job);
+}
+
+void Context::run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job) {
   if (work < kAttnParallelMinWork || serial_attention_) {
     job(0, jobs, 0);
   } else {

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <utility>
 #include <vector>
 
 #include "backend/thread_pool.h"
@@ -74,6 +73,8 @@ class Context {
                const uint8_t* want, int64_t n);
   void attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
   void attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
+  // Runs job over [0, jobs) on the pool, or on this thread when the work is small.
+  void run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job);
   void attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
                        int64_t n_kv, float scale);
 
@@ -92,7 +93,10 @@ class Context {
     std::vector<float> s;
     std::vector<uint16_t> p;
   };
-  std::vector<std::pair<int64_t, int64_t>> tiles_;
+  struct Tile {
+    int64_t t0, t1, cells;  // tokens [t0, t1) of one sequence; the cache cells they see
+  };
+  std::vector<Tile> tiles_;
   std::vector<TileScratch> tile_scratch_;
   std::vector<uint8_t> act_;
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
