@@ -213,6 +213,11 @@ std::unique_ptr<File> File::open(const std::string& path, Residency residency) {
   std::unique_ptr<File> f(new File());
   f->path_ = path;
   f->size_ = size;
+  // A copy bigger than most of the machine's memory would not fail cleanly (the OOM killer
+  // ends the process); such a file is mapped instead, and pages in as it is read.
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page > 0 && size > size_t(pages) / 4 * 3 * size_t(page))
+    residency = Residency::kMapped;
   if (residency == Residency::kCopied) {
     try {
       std::tie(f->region_, f->region_size_) = read_anonymous(fd, size, path, &f->base_);
