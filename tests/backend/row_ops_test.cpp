@@ -129,6 +129,19 @@ TEST(RowOpsDispatch, EveryLevelMatchesReference) {
     silu_mul_inplace(silu.data(), up.data(), 300);
     expect_same_bits(sm, want_sm, std::string("softmax at ") + kernels::isa_name(isa));
     expect_same_bits(silu, want_silu, std::string("silu at ") + kernels::isa_name(isa));
+    // The batched fp16 dots (scalar / AVX2 fall back to the per-row dot in the same order).
+    std::vector<uint16_t> w(64 * 130), a(130);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = f32_to_fp16(x[i % 300] * float(i % 7 + 1) * 0.1f);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = f32_to_fp16(up[i]);
+    for (int64_t n : {64, 96, 130 - 2}) {
+      for (DotKernel k : {DotKernel::VecDot, DotKernel::Sgemm}) {
+        std::vector<float> got(64), want(64);
+        kernels::dot_f16_rows(w.data(), 130, 64, a.data(), n, k, 0.5f, got.data());
+        for (int r = 0; r < 64; ++r)
+          want[size_t(r)] = vec_dot(DType::F16, w.data() + r * 130, a.data(), n, k) * 0.5f;
+        expect_same_bits(got, want, std::string("dot_f16_rows at ") + kernels::isa_name(isa));
+      }
+    }
   }
   kernels::set_active(saved);
 }
