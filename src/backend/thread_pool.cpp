@@ -19,9 +19,6 @@ inline void cpu_relax() {
 constexpr int kSpinIterations = 1 << 17;
 // How long the caller spins for stragglers before yielding its core to them.
 constexpr int kCallerSpins = 1 << 12;
-// Chunks per thread: enough to rebalance around a preempted or slow thread, few enough that
-// claiming stays negligible next to a chunk's work.
-constexpr int64_t kChunksPerThread = 4;
 
 }  // namespace
 
@@ -42,16 +39,17 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::work_on(uint32_t job, int tid) {
   for (;;) {
     uint64_t c = claim_.load(std::memory_order_acquire);
-    int64_t idx;
+    int64_t first, count;
     do {
       if (uint32_t(c >> 32) != job) return;  // a newer job: ours is finished
-      idx = int64_t(c & 0xFFFFFFFFu);
-      if (idx >= n_chunks_) return;
-    } while (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel));
-    // The claimed chunk keeps the job (body_, n_, chunk_) alive until we finish it.
-    const int64_t b = idx * chunk_, e = std::min(n_, b + chunk_);
+      first = int64_t(c & 0xFFFFFFFFu);
+      if (first >= n_grains_) return;
+      count = std::max<int64_t>(1, (n_grains_ - first) / (2 * n_threads_));
+    } while (!claim_.compare_exchange_weak(c, c + uint64_t(count), std::memory_order_acq_rel));
+    // The claimed chunk keeps the job (body_, n_, grain_) alive until we finish it.
+    const int64_t b = first * grain_, e = std::min(n_, (first + count) * grain_);
     (*body_)(b, e, tid);
-    remaining_.fetch_sub(1, std::memory_order_acq_rel);
+    remaining_.fetch_sub(count, std::memory_order_acq_rel);
   }
 }
 
@@ -83,14 +81,15 @@ void ThreadPool::parallel_for(int64_t n, const Body& body, int64_t grain) {
     body(0, n, 0);
     return;
   }
-  // Chunk size: a multiple of grain, about n / (threads * kChunksPerThread).
-  const int64_t blocks = (n + grain - 1) / grain;
-  const int64_t per = std::max<int64_t>(1, blocks / (n_threads_ * kChunksPerThread));
+  // Grains are counted in the claim word's low 32 bits: widen the grain if there are more.
+  constexpr int64_t kMaxGrains = int64_t(1) << 30;
+  if (const int64_t grains = (n + grain - 1) / grain; grains > kMaxGrains)
+    grain *= (grains + kMaxGrains - 1) / kMaxGrains;
   body_ = &body;
   n_ = n;
-  chunk_ = per * grain;
-  n_chunks_ = (n + chunk_ - 1) / chunk_;
-  remaining_.store(n_chunks_, std::memory_order_relaxed);
+  grain_ = grain;
+  n_grains_ = (n + grain - 1) / grain;
+  remaining_.store(n_grains_, std::memory_order_relaxed);
   const uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
   claim_.store(uint64_t(uint32_t(g)) << 32, std::memory_order_release);
   generation_.store(g, std::memory_order_release);
