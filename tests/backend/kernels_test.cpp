@@ -107,11 +107,12 @@ TEST_F(Kernels, DotRowsMatchesReference) {
         for (Scale ws : scales) {
           const Scale as = ws == Scale::kOutlier ? Scale::kNormal : ws;
           const uint32_t seed = uint32_t(n * 131 + int(t) * 7 + int(ws));
-          const int64_t rows = 9;
+          // Up to two groups of rows worked side by side (kRowGroup) and a remainder.
+          const int64_t rows = 17;
           const auto w = random_weights(t, n, rows, 0, ws, seed);
           const auto act = ref_act(t, random_floats(n, as, seed + 1));
           const size_t rb = row_bytes(t, n);
-          for (int64_t nrows = 1; nrows <= rows; ++nrows) {
+          for (int64_t nrows : {1, 2, 3, 5, 7, 8, 9, 15, 16, 17}) {
             std::vector<float> out(size_t(2 * nrows), -1.0f);
             dot_rows(t, w.data(), rb, nrows, act.data(), n, out.data(), 2);
             for (int64_t r = 0; r < nrows; ++r) {

@@ -101,11 +101,26 @@ inline size_t slot(DType t) {
 // the same thread.
 uint8_t* act_scratch(size_t bytes);
 
-// How far ahead (bytes) a kernel prefetches its weight row. Streaming one row at a time with
-// software prefetch reads memory much faster here than several interleaved rows, which defeat
-// the hardware prefetcher when they share pages (measured: 25-33 vs 9-18 GB/s). With weights
-// on huge pages, 4 KiB ahead decodes ~10% faster than 1 KiB (Q4_0, Q4_K_M; 512 B: ~15% slower).
+// How far ahead (bytes) a kernel prefetches its weight row. With weights on huge pages, 4 KiB
+// ahead decodes ~10% faster than 1 KiB (Q4_0, Q4_K_M; 512 B: ~15% slower).
 inline constexpr int kPrefetch = 4096;
+
+// Rows a matrix-vector kernel works on at once when one row alone is bound by its arithmetic
+// rather than by memory (Q4_0, Q8_0: a 2048-wide Q4_0 row streamed at ~50 GB/s from L2, one
+// core's share of DRAM is ~34): the group shares each activation load, and its independent
+// accumulator chains hide the FMA latency that a single row waits on per block. Measured over
+// a model's matrices at 2 threads: Q4_0 53 -> 69-76 GB/s (4 rows: 59; 16 rows: 64), Q8_0 58 ->
+// 62-66 GB/s. (The AVX2 kernels gained nothing from groups of 4: their per-block arithmetic,
+// not latency or loads, is what limits them.)
+inline constexpr int kRowGroup = 8;
+
+// The prefetch distance for a group of `rows` consecutive rows, `stride` bytes apart, walked
+// side by side: the same offset in the next group's rows. Each row prefetching kPrefetch ahead
+// would land in the group's own later rows (already streaming) and leave the next group's
+// cold; that ran at 14-16 instead of 35 GB/s from DRAM at one thread.
+inline size_t prefetch_distance(int rows, size_t stride) {
+  return rows == 1 ? size_t(kPrefetch) : size_t(rows) * stride;
+}
 
 // Q4_K / Q5_K pack 8 6-bit scales and 8 6-bit mins into 12 bytes (see k_scale_min in
 // tensor/blocks.h). This unpacks all of them at once with 32-bit integer ops, one value per

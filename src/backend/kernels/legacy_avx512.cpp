@@ -79,6 +79,43 @@ TF_TARGET_AVX512_VNNI inline __m512 q4_0_quad(__m512i v0, __m512i v8, const ActQ
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_load_ps(a.d)), acc);
 }
 
+// R consecutive rows side by side (see kRowGroup), one accumulator each; a single row gets two
+// so that consecutive FMAs do not wait on each other.
+template <int R>
+TF_TARGET_AVX512_VNNI inline void q4_0_rows(const uint8_t* w, size_t stride, const ActQuad* quads,
+                                            int64_t nq, int64_t rem, const Q4_0Consts& c,
+                                            float* out, int64_t os) {
+  constexpr size_t kQuad = 4 * sizeof(BlockQ4_0);
+  const size_t ahead = prefetch_distance(R, stride);
+  constexpr int kAcc = R == 1 ? 2 : R;
+  __m512 acc[kAcc];
+  for (int k = 0; k < kAcc; ++k) acc[k] = _mm512_setzero_ps();
+  int64_t q = 0;
+  for (; q < nq; ++q) {
+    const ActQuad& a = quads[q];
+    for (int k = 0; k < R; ++k) {
+      const uint8_t* g = w + k * stride + q * kQuad;
+      _mm_prefetch(reinterpret_cast<const char*>(g + ahead), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(g + ahead + 64), _MM_HINT_T0);
+      const int ai = R == 1 ? int(q & 1) : k;
+      acc[ai] = q4_0_quad(_mm512_loadu_si512(g), tail16(g), a, c, acc[ai]);
+    }
+  }
+  if (rem) {  // 1..3 blocks, 18..54 bytes: a masked load reads only those (zeros after)
+    const __mmask64 rem_mask = (__mmask64(1) << (rem * sizeof(BlockQ4_0))) - 1;
+    for (int k = 0; k < R; ++k) {
+      const __m512i v0 = _mm512_maskz_loadu_epi8(rem_mask, w + k * stride + q * kQuad);
+      const int ai = R == 1 ? 1 : k;
+      acc[ai] = q4_0_quad(v0, _mm512_setzero_si512(), quads[q], c, acc[ai]);
+    }
+  }
+  if constexpr (R == 1) {
+    out[0] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+  } else {
+    for (int k = 0; k < R; ++k) out[k * os] = _mm512_reduce_add_ps(acc[k]);
+  }
+}
+
 TF_TARGET_AVX512_VNNI void dot_q4_0(const uint8_t* w, size_t stride, int64_t nrows,
                                     const uint8_t* act, int64_t n, float* out, int64_t os) {
   const int64_t nb = n / kQK, nq = nb / 4, rem = nb % 4;
@@ -96,32 +133,11 @@ TF_TARGET_AVX512_VNNI void dot_q4_0(const uint8_t* w, size_t stride, int64_t nro
   c.high_nib = _mm512_set1_epi64(0x1020408000000000);
   c.didx = _mm512_castsi256_si512(
       _mm256_setr_epi16(0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27));
-  constexpr size_t kQuad = 4 * sizeof(BlockQ4_0);
-  const __mmask64 rem_mask = (__mmask64(1) << (rem * sizeof(BlockQ4_0))) - 1;
-  for (int64_t r = 0; r < nrows; ++r) {
-    const uint8_t* x = w + size_t(r) * stride;
-    // Two accumulators so consecutive FMAs do not wait on each other.
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    int64_t q = 0;
-    for (; q + 2 <= nq; q += 2) {
-      const uint8_t* g = x + q * kQuad;
-      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 64), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 128), _MM_HINT_T0);
-      acc0 = q4_0_quad(_mm512_loadu_si512(g), tail16(g), quads[q], c, acc0);
-      acc1 = q4_0_quad(_mm512_loadu_si512(g + kQuad), tail16(g + kQuad), quads[q + 1], c, acc1);
-    }
-    if (q < nq) {
-      const uint8_t* g = x + q * kQuad;
-      acc0 = q4_0_quad(_mm512_loadu_si512(g), tail16(g), quads[q], c, acc0);
-      ++q;
-    }
-    if (rem) {  // 1..3 blocks, 18..54 bytes: a masked load reads only those (zeros after)
-      const __m512i v0 = _mm512_maskz_loadu_epi8(rem_mask, x + q * kQuad);
-      acc1 = q4_0_quad(v0, _mm512_setzero_si512(), quads[q], c, acc1);
-    }
-    out[r * os] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
-  }
+  int64_t r = 0;
+  for (; r + kRowGroup <= nrows; r += kRowGroup)
+    q4_0_rows<kRowGroup>(w + size_t(r) * stride, stride, quads, nq, rem, c, out + r * os, os);
+  for (; r < nrows; ++r)
+    q4_0_rows<1>(w + size_t(r) * stride, stride, quads, nq, rem, c, out + r * os, os);
 }
 
 // ---- Q8_0, one block per 256-bit vector ----
@@ -138,6 +154,41 @@ struct alignas(32) ActQ8 {
   float pad[7];
 };
 
+// R consecutive rows side by side (see kRowGroup): each row keeps its single accumulator and
+// block order, so the results are the same bits; the R chains hide each other's FMA latency.
+template <int R>
+TF_TARGET_AVX512_VNNI inline void q8_0_rows(const uint8_t* w, size_t stride, const ActQ8* blocks,
+                                            int64_t nb, float* out, int64_t os) {
+  const __m256i flip = _mm256_set1_epi8(char(0x80));
+  const BlockQ8_0* x[R];
+  __m256 acc[R];
+  const size_t ahead = prefetch_distance(R, stride);
+  for (int k = 0; k < R; ++k) {
+    x[k] = reinterpret_cast<const BlockQ8_0*>(w + size_t(k) * stride);
+    acc[k] = _mm256_setzero_ps();
+  }
+  for (int64_t i = 0; i < nb; ++i) {
+    const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(blocks[i].a));
+    const __m256i bias = _mm256_load_si256(reinterpret_cast<const __m256i*>(blocks[i].bias));
+    const float da = blocks[i].d;
+    for (int k = 0; k < R; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(x[k] + i) + ahead, _MM_HINT_T0);
+      const __m256i q =
+          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[k][i].qs)), flip);
+      const __m256i s = _mm256_dpbusd_epi32(bias, q, a);
+      acc[k] =
+          _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(x[k][i].d) * da), _mm256_cvtepi32_ps(s), acc[k]);
+    }
+  }
+  for (int k = 0; k < R; ++k) {
+    // ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)), like ggml's hsum_float_8
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[k]), _mm256_extractf128_ps(acc[k], 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    out[k * os] = _mm_cvtss_f32(h);
+  }
+}
+
 TF_TARGET_AVX512_VNNI void dot_q8_0(const uint8_t* w, size_t stride, int64_t nrows,
                                     const uint8_t* act, int64_t n, float* out, int64_t os) {
   const int64_t nb = n / kQK;
@@ -152,25 +203,10 @@ TF_TARGET_AVX512_VNNI void dot_q8_0(const uint8_t* w, size_t stride, int64_t nro
                        _mm256_sub_epi32(_mm256_setzero_si256(), s));
     blocks[i].d = _cvtsh_ss(y[i].d);
   }
-  for (int64_t r = 0; r < nrows; ++r) {
-    const auto* x = reinterpret_cast<const BlockQ8_0*>(w + size_t(r) * stride);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(x + i) + kPrefetch, _MM_HINT_T0);
-      const __m256i q =
-          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs)), flip);
-      const __m256i s =
-          _mm256_dpbusd_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(blocks[i].bias)),
-                              q, _mm256_load_si256(reinterpret_cast<const __m256i*>(blocks[i].a)));
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(x[i].d) * blocks[i].d), _mm256_cvtepi32_ps(s),
-                            acc);
-    }
-    // ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)), like ggml's hsum_float_8
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    out[r * os] = _mm_cvtss_f32(h);
-  }
+  int64_t r = 0;
+  for (; r + kRowGroup <= nrows; r += kRowGroup)
+    q8_0_rows<kRowGroup>(w + size_t(r) * stride, stride, blocks, nb, out + r * os, os);
+  for (; r < nrows; ++r) q8_0_rows<1>(w + size_t(r) * stride, stride, blocks, nb, out + r * os, os);
 }
 
 }  // namespace
