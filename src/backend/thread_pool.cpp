@@ -43,8 +43,9 @@ void ThreadPool::work_on(uint32_t job, int tid) {
     do {
       if (uint32_t(c >> 32) != job) return;  // a newer job: ours is finished
       first = int64_t(c & 0xFFFFFFFFu);
-      if (first >= n_grains_) return;
-      count = std::max<int64_t>(1, (n_grains_ - first) / (2 * n_threads_));
+      const int64_t grains = n_grains_.load(std::memory_order_acquire);
+      if (first >= grains) return;
+      count = std::max<int64_t>(1, (grains - first) / (2 * n_threads_));
     } while (!claim_.compare_exchange_weak(c, c + uint64_t(count), std::memory_order_acq_rel));
     // The claimed chunk keeps the job (body_, n_, grain_) alive until we finish it.
     const int64_t b = first * grain_, e = std::min(n_, (first + count) * grain_);
@@ -63,8 +64,8 @@ void ThreadPool::worker(int tid) {
     }
     if (g == seen) {
       std::unique_lock<std::mutex> lock(mu_);
-      sleepers_.fetch_add(1, std::memory_order_acq_rel);
-      cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      cv_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
       sleepers_.fetch_sub(1, std::memory_order_acq_rel);
       g = generation_.load(std::memory_order_acquire);
     }
@@ -85,15 +86,26 @@ void ThreadPool::parallel_for(int64_t n, const Body& body, int64_t grain) {
   constexpr int64_t kMaxGrains = int64_t(1) << 30;
   if (const int64_t grains = (n + grain - 1) / grain; grains > kMaxGrains)
     grain *= (grains + kMaxGrains - 1) / kMaxGrains;
+  const uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
+  const uint64_t job = uint64_t(uint32_t(g)) << 32;
+  // Close the previous job before changing the sizes: a late worker that loaded its last claim
+  // word and then reads the new, larger n_grains_ would otherwise see grains left, and its
+  // compare-exchange (the claim word unchanged) would take grains of no job and subtract them
+  // from the new job's count: the caller then waits forever. That worker's acquire of the new
+  // n_grains_ orders this store before its compare-exchange, which therefore fails.
+  claim_.store(job | 0xFFFFFFFFu, std::memory_order_relaxed);
   body_ = &body;
   n_ = n;
   grain_ = grain;
-  n_grains_ = (n + grain - 1) / grain;
-  remaining_.store(n_grains_, std::memory_order_relaxed);
-  const uint64_t g = generation_.load(std::memory_order_relaxed) + 1;
-  claim_.store(uint64_t(uint32_t(g)) << 32, std::memory_order_release);
-  generation_.store(g, std::memory_order_release);
-  if (sleepers_.load(std::memory_order_acquire) > 0) {
+  const int64_t grains = (n + grain - 1) / grain;
+  remaining_.store(grains, std::memory_order_relaxed);
+  n_grains_.store(grains, std::memory_order_release);
+  claim_.store(job, std::memory_order_release);
+  // Sequentially consistent with the sleepers_ increment and generation_ check of a worker
+  // going to sleep: either it sees the new generation or this sees it sleeping (with
+  // release/acquire both could read the old values, and the worker would sleep through jobs).
+  generation_.store(g, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
     // Taking the lock orders this notify after a worker's check-then-wait.
     std::lock_guard<std::mutex> lock(mu_);
     cv_.notify_all();

@@ -50,7 +50,9 @@ class ThreadPool {
   // The current job; valid while it has unfinished chunks (a claimed chunk keeps it alive).
   const Body* body_ = nullptr;
   int64_t n_ = 0, grain_ = 1;
-  int64_t n_grains_ = 0;  // ceil(n_ / grain_)
+  // ceil(n_ / grain_). Atomic because a late worker of the previous job may read it while the
+  // next job is being set up (see parallel_for).
+  std::atomic<int64_t> n_grains_{0};
   // High 32 bits: job id; low 32 bits: the first grain not yet claimed. Claiming compares the
   // job id, so a late worker cannot take a chunk of a newer job with an older job's view.
   std::atomic<uint64_t> claim_{0};

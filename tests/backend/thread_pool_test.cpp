@@ -22,11 +22,13 @@ TEST(ThreadPool, VisitsEveryIndexOnceWithAlignedChunks) {
             [&](int64_t b, int64_t e, int tid) {
               EXPECT_GE(tid, 0);
               EXPECT_LT(tid, threads);
-              if (b % grain != 0) ADD_FAILURE() << "chunk start " << b << " not aligned to " << grain;
+              if (b % grain != 0)
+                ADD_FAILURE() << "chunk start " << b << " not aligned to " << grain;
               for (int64_t i = b; i < e; ++i) seen[size_t(i)]++;
             },
             grain);
-        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(seen[size_t(i)].load(), 1) << n << " " << grain << " " << i;
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(seen[size_t(i)].load(), 1) << n << " " << grain << " " << i;
       }
     }
   }
@@ -38,6 +40,23 @@ TEST(ThreadPool, ManyBackToBackJobs) {
   for (int job = 0; job < 20000; ++job)
     pool.parallel_for(8, [&](int64_t b, int64_t e, int) { total += e - b; });
   EXPECT_EQ(total.load(), 20000 * 8);
+}
+
+// Jobs of changing sizes back to back, more threads than cores: a worker still leaving one job
+// while the next is set up must not claim (and count off) grains of the next one. Each job is
+// checked for complete, single coverage; a miscount shows as a wrong total or a hang.
+TEST(ThreadPool, BackToBackJobsOfChangingSizes) {
+  tf::ThreadPool pool(4);
+  std::vector<std::atomic<int>> seen(64);
+  for (int job = 0; job < 100000; ++job) {
+    const int64_t n = 2 + (job * 7) % 61;
+    for (int64_t i = 0; i < n; ++i) seen[size_t(i)].store(0, std::memory_order_relaxed);
+    pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) seen[size_t(i)].fetch_add(1, std::memory_order_relaxed);
+    });
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(seen[size_t(i)].load(), 1) << "job " << job << " i " << i;
+  }
 }
 
 TEST(ThreadPool, WakesSleepingWorkers) {
@@ -69,7 +88,8 @@ TEST(ThreadPool, CallerFinishesAloneWhenWorkersAreBusy) {
   tf::ThreadPool pool(2);
   std::atomic<int64_t> total{0};
   for (int job = 0; job < 100; ++job)
-    pool.parallel_for(1000, [&](int64_t b, int64_t e, int) { total += e - b; }, 8);
+    pool.parallel_for(
+        1000, [&](int64_t b, int64_t e, int) { total += e - b; }, 8);
   EXPECT_EQ(total.load(), 100 * 1000);
 }
 
