@@ -5,18 +5,9 @@
 #include <string>
 
 #include "backend/kernels/kernels.h"
-#include "tensor/blocks.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 #include "util/error.h"
-
-// Plain loops the compiler vectorizes, compiled for AVX-512, AVX2 and baseline x86-64 and
-// picked at load time.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define TF_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TF_VEC_CLONES
-#endif
 
 namespace tf {
 
@@ -80,7 +71,8 @@ void Context::decode(const Batch& b) {
     l = std::max(l, b.pos[i] + 1);
     n_out += b.want_logits[i] ? 1 : 0;
   }
-  if (logits_.size() < size_t(n_out) * size_t(n_vocab_)) logits_.resize(size_t(n_out) * size_t(n_vocab_));
+  if (logits_.size() < size_t(n_out) * size_t(n_vocab_))
+    logits_.resize(size_t(n_out) * size_t(n_vocab_));
   n_out_ = 0;
   for (int64_t i = 0; i < n; i += n_batch_) {
     const int64_t m = std::min(n_batch_, n - i);
@@ -104,7 +96,8 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model_.layer(l);
     // Attention block.
-    for (int64_t t = 0; t < n; ++t) rms_norm(&x_[t * E], L.attn_norm.data(), &xb_[t * E], E, c.rms_eps);
+    for (int64_t t = 0; t < n; ++t)
+      rms_norm(&x_[t * E], L.attn_norm.data(), &xb_[t * E], E, c.rms_eps);
     {
       const WeightView* ws[] = {&L.wq, &L.wk, &L.wv};
       float* ys[] = {q_.data(), k_.data(), v_.data()};
@@ -119,8 +112,10 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
         add_inplace(&v_[t * KV], L.bv.data(), KV);
       }
       if (!L.q_norm.empty()) {
-        for (int64_t h = 0; h < c.n_head; ++h) rms_norm(q + h * D, L.q_norm.data(), q + h * D, D, c.rms_eps);
-        for (int64_t h = 0; h < c.n_head_kv; ++h) rms_norm(k + h * D, L.k_norm.data(), k + h * D, D, c.rms_eps);
+        for (int64_t h = 0; h < c.n_head; ++h)
+          rms_norm(q + h * D, L.q_norm.data(), q + h * D, D, c.rms_eps);
+        for (int64_t h = 0; h < c.n_head_kv; ++h)
+          rms_norm(k + h * D, L.k_norm.data(), k + h * D, D, c.rms_eps);
       }
       rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
       rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
@@ -179,7 +174,8 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
   for (int64_t t = 0; t < m; ++t)
     rms_norm(&x_[t * E], model_.output_norm().data(), &xb_[t * E], E, c.rms_eps);
   if (m > 0) {
-    matmul(pool_, model_.output(), xb_.data(), m, logits_.data() + size_t(n_out_) * size_t(n_vocab_), act_);
+    matmul(pool_, model_.output(), xb_.data(), m,
+           logits_.data() + size_t(n_out_) * size_t(n_vocab_), act_);
     n_out_ += m;
   }
 }
@@ -235,45 +231,6 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   run_attention_jobs(n * c.n_head, work, job);
 }
 
-namespace {
-
-// sc[j] = scale * dot(q, elements [start, start + D) of key row j) for j < len, the key rows
-// (of Q8_0 blocks) row_bytes apart. For heads that do not cover whole blocks.
-TF_VEC_CLONES void scores_q8(const uint8_t* k0, size_t row_bytes, int64_t len, int64_t start,
-                             int64_t D, const float* q, float scale, float* sc) {
-  for (int64_t j = 0; j < len; ++j) {
-    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(k0 + size_t(j) * row_bytes);
-    float s = 0.0f;
-    for (int64_t i = 0; i < D;) {
-      const int64_t e = start + i, b = e / 32, in = e % 32, m = std::min<int64_t>(D - i, 32 - in);
-      const int8_t* qs = blocks[b].qs + in;
-      float part = 0.0f;
-      for (int64_t k = 0; k < m; ++k) part += q[i + k] * float(qs[k]);
-      s += part * fp16_to_f32(blocks[b].d);
-      i += m;
-    }
-    sc[j] = s * scale;
-  }
-}
-
-// out[d] = sum over j < len of p[j] * element start + d of value row j, for d < D.
-TF_VEC_CLONES void weighted_values_q8(const uint8_t* v0, size_t row_bytes, int64_t len,
-                                      int64_t start, int64_t D, const float* p, float* out) {
-  std::fill(out, out + D, 0.0f);
-  for (int64_t j = 0; j < len; ++j) {
-    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(v0 + size_t(j) * row_bytes);
-    for (int64_t i = 0; i < D;) {
-      const int64_t e = start + i, b = e / 32, in = e % 32, m = std::min<int64_t>(D - i, 32 - in);
-      const float w = p[j] * fp16_to_f32(blocks[b].d);
-      const int8_t* qs = blocks[b].qs + in;
-      for (int64_t k = 0; k < m; ++k) out[i + k] += w * float(qs[k]);
-      i += m;
-    }
-  }
-}
-
-}  // namespace
-
 // Attention over a Q8_0 cache. Scores: when each head covers whole blocks (head_dim % 32 ==
 // 0), q is quantized to Q8_0 and each score is an integer block dot product, as llama.cpp
 // computes them with a quantized key cache; otherwise each key slice is dequantized. Outputs:
@@ -300,15 +257,16 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
       const int64_t len = int64_t(pos[t]) + 1;
       if (whole_blocks) {
         kernels::dot_rows(DType::Q8_0, kv_.k_q8(layer, seq[t], 0) + size_t(kvh) * head_bytes,
-                          kv_.row_bytes(), len, &qq_[q_row * size_t(t) + size_t(h) * head_bytes], D, sc);
+                          kv_.row_bytes(), len, &qq_[q_row * size_t(t) + size_t(h) * head_bytes], D,
+                          sc);
         for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
       } else {
-        scores_q8(kv_.k_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D,
-                  &q_[size_t(t * Q + h * D)], scale, sc);
+        kernels::q8_0_scores_sliced(kv_.k_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D,
+                                    &q_[size_t(t * Q + h * D)], scale, sc);
       }
       softmax_inplace(sc, len);
-      weighted_values_q8(kv_.v_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D, sc,
-                         &att_[size_t(t * Q + h * D)]);
+      kernels::q8_0_weighted_sum(kv_.v_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D, sc,
+                                 &att_[size_t(t * Q + h * D)]);
     }
   };
   run_attention_jobs(n * c.n_head, work, job);

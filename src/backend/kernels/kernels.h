@@ -108,4 +108,22 @@ void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
                   DotKernel kernel, float scale, float* out);
 
+// ---- Attention over a Q8_0 KV cache ----
+// The cache holds one row of Q8_0 blocks per position, `stride` bytes apart; a head reads
+// elements [start, start + D) of each row. value(j, e) = d * q of element e of row j.
+
+// sc[j] = scale * sum over d < D of q[d] * value(j, start + d), for j < len. Dequantizes the
+// slices: for heads that do not cover whole blocks (whole-block heads score with quantize_act
+// and dot_rows, in integers).
+void q8_0_scores_sliced(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
+                        const float* q, float scale, float* sc);
+
+// out[d] = sum over j < len of p[j] * value(j, start + d), for d < D: the attention-weighted
+// sum of the values. The SIMD version (whole blocks) keeps a head's sums in registers over
+// all positions; it rounds like the reference up to the order of FMA contraction.
+void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
+                       const float* p, float* out);
+void q8_0_weighted_sum_reference(const uint8_t* rows, size_t stride, int64_t len, int64_t start,
+                                 int64_t D, const float* p, float* out);
+
 }  // namespace tf::kernels

@@ -10,6 +10,7 @@
 
 #include <cmath>
 
+#include "tensor/blocks.h"
 #include "tensor/fp16.h"
 
 // GCC 12 warns about the deliberately undefined inputs inside its own AVX-512 headers.
@@ -30,9 +31,9 @@ TF_TARGET_AVX512 inline __m512 exp16(__m512 x) {
                                     _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
   const __m512 u = _mm512_mul_ps(b, b);
   const __m512 j = _mm512_fmadd_ps(
-      _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)),
-                      u,
-                      _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+      _mm512_fmadd_ps(
+          _mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+          _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
       u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0f)));
   const __m512 r = _mm512_scalef_ps(j, n);
   // Far out of range (|n| > 192, NaN compares false): inf above, 0 below.
@@ -58,13 +59,15 @@ TF_TARGET_AVX512 inline __mmask16 first(int64_t k) {
 TF_TARGET_AVX512 void softmax(float* x, int64_t n) {
   __m512 vmax = _mm512_set1_ps(-INFINITY);
   for (int64_t i = 0; i < n; i += 16)
-    vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), first(n - i), x + i));
+    vmax =
+        _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), first(n - i), x + i));
   const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
   double sum = 0.0;
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = first(n - i);
     // Lanes past the end are 0, as in the reference's zero-filled group.
-    const __m512 e = _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx)));
+    const __m512 e =
+        _mm512_maskz_mov_ps(m, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mx)));
     _mm512_mask_storeu_ps(x + i, m, e);
     sum += double(reduce16(e));
   }
@@ -81,8 +84,8 @@ TF_TARGET_AVX512 void silu_mul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < grouped; i += 16) {
     const __m512 g = _mm512_loadu_ps(gate + i);
     const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
-    _mm512_storeu_ps(gate + i,
-                     _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
+    _mm512_storeu_ps(
+        gate + i, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_loadu_ps(up + i)));
   }
   // The reference uses the libm exp on the ungrouped tail.
   for (int64_t i = grouped; i < n; ++i) gate[i] = (gate[i] / (1.0f + std::exp(-gate[i]))) * up[i];
@@ -108,7 +111,8 @@ TF_TARGET_AVX512 inline __m512 vecdot_lanes(const uint16_t* x, const float* af, 
                    _mm512_setzero_ps()};
   for (int64_t i = 0; i < np; i += 64)
     for (int k = 0; k < 4; ++k)
-      acc[k] = _mm512_fmadd_ps(load_h(x + i + 16 * k, 0xFFFF), _mm512_load_ps(af + i + 16 * k), acc[k]);
+      acc[k] =
+          _mm512_fmadd_ps(load_h(x + i + 16 * k, 0xFFFF), _mm512_load_ps(af + i + 16 * k), acc[k]);
   return _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
 }
 
@@ -123,8 +127,10 @@ TF_TARGET_AVX512 inline __m512 reduce16x16(const __m512* v) {
     h4[k] = _mm512_add_ps(_mm512_shuffle_f32x4(h8[2 * k], h8[2 * k + 1], 0x88),
                           _mm512_shuffle_f32x4(h8[2 * k], h8[2 * k + 1], 0xDD));
   // Per 128-bit lane j of each pair: (q0 + q2, q1 + q3) of two rows.
-  const __m512 g0 = _mm512_add_ps(_mm512_shuffle_ps(h4[0], h4[1], 0x44), _mm512_shuffle_ps(h4[0], h4[1], 0xEE));
-  const __m512 g1 = _mm512_add_ps(_mm512_shuffle_ps(h4[2], h4[3], 0x44), _mm512_shuffle_ps(h4[2], h4[3], 0xEE));
+  const __m512 g0 =
+      _mm512_add_ps(_mm512_shuffle_ps(h4[0], h4[1], 0x44), _mm512_shuffle_ps(h4[0], h4[1], 0xEE));
+  const __m512 g1 =
+      _mm512_add_ps(_mm512_shuffle_ps(h4[2], h4[3], 0x44), _mm512_shuffle_ps(h4[2], h4[3], 0xEE));
   // Element 4j + e: the result of row 4e + j.
   const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(g0, g1, 0x88), _mm512_shuffle_ps(g0, g1, 0xDD));
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -135,8 +141,9 @@ TF_TARGET_AVX512 inline __m512 reduce16x16(const __m512* v) {
 // dot_f16 in tensor/quants.cpp. Sgemm (n % 16 == 0): one 16-lane FMA chain, reduced. VecDot:
 // four accumulators over each 64 elements, folded (0+2)+(1+3) and reduced, then the rest as
 // float products added in double, in order.
-TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
-                                  int64_t n, bool sgemm, float scale, float* out) {
+TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows,
+                                   const uint16_t* a, int64_t n, bool sgemm, float scale,
+                                   float* out) {
   if (sgemm && n % 16 == 0) {
     for (int64_t r = 0; r < rows; ++r) {
       const uint16_t* x = w + size_t(r) * stride;
@@ -169,16 +176,58 @@ TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t row
       // fp16 x fp16 products are exact in float; the additions in double stay in order.
       alignas(64) float p[64];
       for (int64_t i = np; i < n; i += 16)
-        _mm512_store_ps(p + (i - np), _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(af + i)));
+        _mm512_store_ps(p + (i - np),
+                        _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(af + i)));
       for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
     }
     out[r] = float(sum) * scale;
   }
 }
 
+// ---- Q8_0 value sums ----
+//
+// NB blocks (32 * NB columns) of the head: their 2 * NB vectors of sums stay in registers over
+// all positions; per position and block, w = p[j] * d (as the reference) times the codes.
+template <int NB>
+TF_TARGET_AVX512 void q8_0_wsum_slab(const uint8_t* rows, size_t stride, int64_t len,
+                                     const float* p, float* out) {
+  __m512 acc[2 * NB];
+  for (int k = 0; k < 2 * NB; ++k) acc[k] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < len; ++j) {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(rows + size_t(j) * stride);
+    // Rows are far apart (the whole cache row): fetch a few positions ahead.
+    _mm_prefetch(reinterpret_cast<const char*>(b) + 8 * stride, _MM_HINT_T0);
+    if constexpr (NB > 1)
+      _mm_prefetch(reinterpret_cast<const char*>(b) + 8 * stride + 64 * (NB / 2), _MM_HINT_T0);
+    for (int k = 0; k < NB; ++k) {
+      const __m512 w = _mm512_set1_ps(p[j] * _cvtsh_ss(b[k].d));
+      const auto* q = reinterpret_cast<const __m128i*>(b[k].qs);
+      const __m512 x0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q)));
+      const __m512 x1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1)));
+      acc[2 * k] = _mm512_fmadd_ps(w, x0, acc[2 * k]);
+      acc[2 * k + 1] = _mm512_fmadd_ps(w, x1, acc[2 * k + 1]);
+    }
+  }
+  for (int k = 0; k < 2 * NB; ++k) _mm512_storeu_ps(out + 16 * k, acc[k]);
+}
+
+TF_TARGET_AVX512 void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int64_t len,
+                                        int64_t start, int64_t D, const float* p, float* out) {
+  using Slab = void (*)(const uint8_t*, size_t, int64_t, const float*, float*);
+  static constexpr Slab kSlabs[] = {q8_0_wsum_slab<1>, q8_0_wsum_slab<2>, q8_0_wsum_slab<3>,
+                                    q8_0_wsum_slab<4>, q8_0_wsum_slab<5>, q8_0_wsum_slab<6>,
+                                    q8_0_wsum_slab<7>, q8_0_wsum_slab<8>};
+  const uint8_t* first = rows + size_t(start / 32) * sizeof(BlockQ8_0);
+  for (int64_t b = 0; b < D / 32; b += 8) {
+    const int64_t nb = std::min<int64_t>(8, D / 32 - b);
+    kSlabs[nb - 1](first + size_t(b) * sizeof(BlockQ8_0), stride, len, p, out + 32 * b);
+  }
+}
+
 }  // namespace
 
 void add_rows_avx512(Table& t) {
+  t.rows.q8_0_weighted_sum = q8_0_weighted_sum;
   t.rows.softmax = softmax;
   t.rows.silu_mul = silu_mul;
   t.rows.to_f16 = to_f16;

@@ -1,0 +1,59 @@
+// Attention over a Q8_0 KV cache: the scalar references and the dispatch to SIMD versions.
+#include <algorithm>
+
+#include "backend/kernels/internal.h"
+#include "tensor/blocks.h"
+#include "tensor/fp16.h"
+
+namespace tf::kernels {
+
+namespace {
+
+// Calls f(i, blocks[b].qs + in, m, d) for the pieces of [start, start + D) of one row that lie
+// in one block each: elements i..i+m-1 of the slice, with block scale d.
+template <class F>
+inline void for_each_piece(const BlockQ8_0* blocks, int64_t start, int64_t D, F&& f) {
+  for (int64_t i = 0; i < D;) {
+    const int64_t e = start + i, b = e / kQK, in = e % kQK;
+    const int64_t m = std::min<int64_t>(D - i, kQK - in);
+    f(i, blocks[b].qs + in, m, fp16_to_f32(blocks[b].d));
+    i += m;
+  }
+}
+
+}  // namespace
+
+void q8_0_scores_sliced(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
+                        const float* q, float scale, float* sc) {
+  for (int64_t j = 0; j < len; ++j) {
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(rows + size_t(j) * stride);
+    float s = 0.0f;
+    for_each_piece(blocks, start, D, [&](int64_t i, const int8_t* qs, int64_t m, float d) {
+      float part = 0.0f;
+      for (int64_t k = 0; k < m; ++k) part += q[i + k] * float(qs[k]);
+      s += part * d;
+    });
+    sc[j] = s * scale;
+  }
+}
+
+void q8_0_weighted_sum_reference(const uint8_t* rows, size_t stride, int64_t len, int64_t start,
+                                 int64_t D, const float* p, float* out) {
+  std::fill(out, out + D, 0.0f);
+  for (int64_t j = 0; j < len; ++j) {
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(rows + size_t(j) * stride);
+    for_each_piece(blocks, start, D, [&](int64_t i, const int8_t* qs, int64_t m, float d) {
+      const float w = p[j] * d;
+      for (int64_t k = 0; k < m; ++k) out[i + k] += w * float(qs[k]);
+    });
+  }
+}
+
+void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
+                       const float* p, float* out) {
+  if (auto f = detail::active_table().rows.q8_0_weighted_sum; f && start % kQK == 0 && D % kQK == 0)
+    return f(rows, stride, len, start, D, p, out);
+  q8_0_weighted_sum_reference(rows, stride, len, start, D, p, out);
+}
+
+}  // namespace tf::kernels

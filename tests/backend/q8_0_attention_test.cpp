@@ -1,0 +1,101 @@
+// Attention over a Q8_0 KV cache: the value sums (SIMD at AVX-512, whole blocks) against the
+// scalar reference, and the sliced scores against a plain dequantize-then-dot.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/kernels/kernels.h"
+#include "tensor/dtype.h"
+#include "tensor/quants.h"
+
+namespace tf {
+namespace {
+
+// n_pos cache rows of `width` elements quantized to Q8_0, values of the given spread.
+std::vector<uint8_t> q8_rows(int64_t n_pos, int64_t width, float spread, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, spread);
+  const size_t rb = row_bytes(DType::Q8_0, width);
+  std::vector<uint8_t> rows(rb * size_t(n_pos));
+  std::vector<float> x(static_cast<size_t>(width));
+  for (int64_t j = 0; j < n_pos; ++j) {
+    for (auto& v : x) v = nd(rng);
+    quantize_row(DType::Q8_0, x.data(), rows.data() + rb * size_t(j), width);
+  }
+  return rows;
+}
+
+std::vector<float> dequantized(const std::vector<uint8_t>& rows, int64_t n_pos, int64_t width) {
+  const size_t rb = row_bytes(DType::Q8_0, width);
+  std::vector<float> out(size_t(n_pos * width));
+  for (int64_t j = 0; j < n_pos; ++j)
+    dequantize_row(DType::Q8_0, rows.data() + rb * size_t(j), out.data() + j * width, width);
+  return out;
+}
+
+TEST(Q8_0Attention, WeightedSumMatchesReferenceAtEveryLevel) {
+  const kernels::Isa saved = kernels::active();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> ud(0.f, 1.f);
+  for (kernels::Isa isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
+    if (int(isa) > int(kernels::detect())) continue;
+    kernels::set_active(isa);
+    // (cache row width, head start, head size): whole-block heads of 1..9 blocks (the SIMD
+    // version keeps up to 8 in registers) and heads that split blocks (reference path).
+    const int64_t shapes[][3] = {{512, 64, 64}, {512, 384, 128}, {1024, 256, 256}, {320, 0, 288},
+                                 {64, 0, 32},   {96, 8, 40},     {64, 16, 16}};
+    for (const auto& sh : shapes) {
+      const int64_t width = sh[0], start = sh[1], D = sh[2];
+      for (int64_t len : {1, 2, 9, 100}) {
+        for (float spread : {1e-3f, 1.f, 300.f}) {
+          const auto rows = q8_rows(len, width, spread, uint32_t(len * 7 + D));
+          std::vector<float> p(static_cast<size_t>(len));
+          for (auto& v : p) v = ud(rng);
+          std::vector<float> got(size_t(D), NAN), want(size_t(D), NAN);
+          const size_t rb = row_bytes(DType::Q8_0, width);
+          kernels::q8_0_weighted_sum(rows.data(), rb, len, start, D, p.data(), got.data());
+          kernels::q8_0_weighted_sum_reference(rows.data(), rb, len, start, D, p.data(),
+                                               want.data());
+          // Same products and order; only FMA contraction may differ (one rounding per step).
+          const auto deq = dequantized(rows, len, width);
+          for (int64_t d = 0; d < D; ++d) {
+            double mag = 0;
+            for (int64_t j = 0; j < len; ++j)
+              mag += std::fabs(p[size_t(j)] * deq[size_t(j * width + start + d)]);
+            ASSERT_NEAR(got[size_t(d)], want[size_t(d)], 1e-6 * mag + 1e-30)
+                << kernels::isa_name(isa) << " D " << D << " start " << start << " len " << len
+                << " d " << d;
+          }
+        }
+      }
+    }
+  }
+  kernels::set_active(saved);
+}
+
+TEST(Q8_0Attention, SlicedScoresAreDotsWithTheDequantizedKeys) {
+  const int64_t width = 96, start = 24, D = 40, len = 17;
+  const auto rows = q8_rows(len, width, 2.f, 9);
+  const auto deq = dequantized(rows, len, width);
+  std::vector<float> q(static_cast<size_t>(D));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto& v : q) v = nd(rng);
+  std::vector<float> sc(static_cast<size_t>(len));
+  const float scale = 0.125f;
+  kernels::q8_0_scores_sliced(rows.data(), row_bytes(DType::Q8_0, width), len, start, D, q.data(),
+                              scale, sc.data());
+  for (int64_t j = 0; j < len; ++j) {
+    double want = 0, mag = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      want += double(q[size_t(d)]) * deq[size_t(j * width + start + d)];
+      mag += std::fabs(double(q[size_t(d)]) * deq[size_t(j * width + start + d)]);
+    }
+    EXPECT_NEAR(sc[size_t(j)], want * scale, 1e-5 * mag * scale) << "position " << j;
+  }
+}
+
+}  // namespace
+}  // namespace tf
