@@ -34,7 +34,7 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   r.bytes_per_token = double(model.weight_bytes());
   ContextParams cp;
   cp.n_ctx = std::max<int64_t>(16, std::max(p.n_prompt, p.n_depth + p.n_gen));
-  cp.n_batch = std::clamp<int64_t>(p.n_prompt, 1, ContextParams{}.n_batch);
+  cp.n_batch = std::clamp<int64_t>(std::max(p.n_prompt, p.n_depth), 1, ContextParams{}.n_batch);
   cp.n_threads = r.threads;
   cp.kv_type = p.kv_type;
   // The context (and its spinning worker threads) must be gone before bandwidth is measured.
