@@ -8,6 +8,7 @@
 #ifdef TF_KERNELS_X86
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/blocks.h"
@@ -105,15 +106,25 @@ TF_TARGET_AVX512 inline __m512 load_h(const uint16_t* p, __mmask16 m) {
 }
 
 // The four 16-lane accumulators of vec_dot(F16, VecDot) over the first np (% 64 == 0)
-// elements of one row, folded (0 + 2) + (1 + 3); af holds the activations as floats.
-TF_TARGET_AVX512 inline __m512 vecdot_lanes(const uint16_t* x, const float* af, int64_t np) {
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
+// elements of R rows (stride elements apart), each folded (0 + 2) + (1 + 3) into out[r]; af
+// holds the activations as floats. Several rows at once share the activation loads (a row
+// alone needs one per FMA) and give the FMA chains independent neighbours.
+template <int R>
+TF_TARGET_AVX512 inline void vecdot_lanes(const uint16_t* x, size_t stride, const float* af,
+                                          int64_t np, __m512* out) {
+  __m512 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < 4; ++k) acc[r][k] = _mm512_setzero_ps();
   for (int64_t i = 0; i < np; i += 64)
-    for (int k = 0; k < 4; ++k)
-      acc[k] =
-          _mm512_fmadd_ps(load_h(x + i + 16 * k, 0xFFFF), _mm512_load_ps(af + i + 16 * k), acc[k]);
-  return _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+    for (int k = 0; k < 4; ++k) {
+      const __m512 a = _mm512_load_ps(af + i + 16 * k);
+      for (int r = 0; r < R; ++r)
+        acc[r][k] =
+            _mm512_fmadd_ps(load_h(x + size_t(r) * stride + i + 16 * k, 0xFFFF), a, acc[r][k]);
+    }
+  for (int r = 0; r < R; ++r)
+    out[r] =
+        _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][2]), _mm512_add_ps(acc[r][1], acc[r][3]));
 }
 
 // reduce16 of 16 vectors at once: lane r of the result is reduce16(v[r]), with the same
@@ -165,22 +176,33 @@ TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t row
     const __m512 vscale = _mm512_set1_ps(scale);
     for (; r + 16 <= rows; r += 16) {
       __m512 lanes[16];
-      for (int k = 0; k < 16; ++k) lanes[k] = vecdot_lanes(w + size_t(r + k) * stride, af, np);
+      for (int k = 0; k < 16; k += 4)
+        vecdot_lanes<4>(w + size_t(r + k) * stride, stride, af, np, lanes + k);
       _mm512_storeu_ps(out + r, _mm512_mul_ps(reduce16x16(lanes), vscale));
     }
   }
-  for (; r < rows; ++r) {
-    const uint16_t* x = w + size_t(r) * stride;
-    double sum = np > 0 ? double(reduce16(vecdot_lanes(x, af, np))) : 0.0;
-    if (np < n) {
-      // fp16 x fp16 products are exact in float; the additions in double stay in order.
-      alignas(64) float p[64];
-      for (int64_t i = np; i < n; i += 16)
-        _mm512_store_ps(p + (i - np),
-                        _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(af + i)));
-      for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
+  for (; r < rows; r += 4) {
+    const int nr = int(std::min<int64_t>(4, rows - r));
+    __m512 lanes[4];
+    if (nr == 4) {
+      vecdot_lanes<4>(w + size_t(r) * stride, stride, af, np, lanes);
+    } else {
+      for (int k = 0; k < nr; ++k)
+        vecdot_lanes<1>(w + size_t(r + k) * stride, stride, af, np, lanes + k);
     }
-    out[r] = float(sum) * scale;
+    for (int k = 0; k < nr; ++k) {
+      const uint16_t* x = w + size_t(r + k) * stride;
+      double sum = np > 0 ? double(reduce16(lanes[k])) : 0.0;
+      if (np < n) {
+        // fp16 x fp16 products are exact in float; the additions in double stay in order.
+        alignas(64) float p[64];
+        for (int64_t i = np; i < n; i += 16)
+          _mm512_store_ps(p + (i - np),
+                          _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(af + i)));
+        for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
+      }
+      out[r + k] = float(sum) * scale;
+    }
   }
 }
 
