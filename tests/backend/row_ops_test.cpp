@@ -74,7 +74,8 @@ TEST_F(RowOps, F16ConversionMatchesReference) {
   std::mt19937 rng(13);
   std::vector<float> x(100000);
   for (auto& v : x) {
-    do v = bits_to_f32(uint32_t(rng())); while (std::isnan(v));
+    do v = bits_to_f32(uint32_t(rng()));
+    while (std::isnan(v));
   }
   // Halfway cases, the overflow threshold and subnormals.
   for (float v : {65504.f, 65519.f, 65520.f, 1e-8f, 5.96e-8f, 2.98e-8f, 6.1e-5f, -0.f})
@@ -82,8 +83,7 @@ TEST_F(RowOps, F16ConversionMatchesReference) {
   const int64_t n = int64_t(x.size());
   std::vector<uint16_t> got(x.size());
   kernels::f32_to_f16_row(x.data(), got.data(), n);
-  for (size_t i = 0; i < x.size(); ++i)
-    ASSERT_EQ(got[i], f32_to_fp16(x[i])) << "x = " << x[i];
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], f32_to_fp16(x[i])) << "x = " << x[i];
   // Short tails stop at n.
   std::vector<uint16_t> tail(20, 0xABCD);
   kernels::f32_to_f16_row(x.data(), tail.data(), 3);
@@ -104,13 +104,42 @@ TEST_F(RowOps, DotF16RowsMatchesVecDot) {
         kernels::dot_f16_rows(w.data(), size_t(stride), rows, a.data(), n, k, 0.125f, got.data());
         for (int64_t r = 0; r < rows; ++r)
           want[size_t(r)] = vec_dot(DType::F16, w.data() + r * stride, a.data(), n, k) * 0.125f;
-        expect_same_bits(got, want, "dot n " + std::to_string(n) + " kernel " + std::to_string(int(k)));
+        expect_same_bits(got, want,
+                         "dot n " + std::to_string(n) + " kernel " + std::to_string(int(k)));
       }
     }
   }
 }
 
 // The public operations agree with their references at every level this CPU has.
+// One row at a time, every length class (tails of 1..63 after whole 64s, Sgemm's n % 16),
+// both orders, at every level this CPU has.
+TEST(RowOpsDispatch, F16DotEveryLengthBitIdentical) {
+  const kernels::Isa saved = kernels::active();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (kernels::Isa isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
+    if (int(isa) > int(kernels::detect())) continue;
+    kernels::set_active(isa);
+    for (int64_t n : {1, 15, 16, 17, 32, 63, 64, 65, 128, 130, 192, 1000, 1024}) {
+      for (float scale : {1e-3f, 1.f, 30.f}) {
+        std::vector<uint16_t> w(static_cast<size_t>(n)), a(static_cast<size_t>(n));
+        for (auto& x : w) x = f32_to_fp16(scale * nd(rng));
+        for (auto& x : a) x = f32_to_fp16(nd(rng));
+        for (DotKernel k : {DotKernel::VecDot, DotKernel::Sgemm}) {
+          const float want = vec_dot(DType::F16, w.data(), a.data(), n, k);
+          float got = 0.0f;
+          kernels::dot_f16_rows(w.data(), size_t(n), 1, a.data(), n, k, 1.0f, &got);
+          ASSERT_EQ(f32_to_bits(got), f32_to_bits(want))
+              << kernels::isa_name(isa) << " n " << n << " kernel " << int(k) << ": " << got
+              << " vs " << want;
+        }
+      }
+    }
+  }
+  kernels::set_active(saved);
+}
+
 TEST(RowOpsDispatch, EveryLevelMatchesReference) {
   const kernels::Isa saved = kernels::active();
   std::mt19937 rng(15);
@@ -129,7 +158,7 @@ TEST(RowOpsDispatch, EveryLevelMatchesReference) {
     silu_mul_inplace(silu.data(), up.data(), 300);
     expect_same_bits(sm, want_sm, std::string("softmax at ") + kernels::isa_name(isa));
     expect_same_bits(silu, want_silu, std::string("silu at ") + kernels::isa_name(isa));
-    // The batched fp16 dots (scalar / AVX2 fall back to the per-row dot in the same order).
+    // The batched fp16 dots (AVX2: the per-row dot in the same order; scalar: the reference).
     std::vector<uint16_t> w(64 * 130), a(130);
     for (size_t i = 0; i < w.size(); ++i) w[i] = f32_to_fp16(x[i % 300] * float(i % 7 + 1) * 0.1f);
     for (size_t i = 0; i < a.size(); ++i) a[i] = f32_to_fp16(up[i]);

@@ -8,7 +8,6 @@
 #include <new>
 #include <string>
 
-#include "backend/kernels/f16_dot.h"
 #include "backend/kernels/internal.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
@@ -145,6 +144,7 @@ Table make_table(Features f) {
     add_legacy_avx2(t);
     add_kquants_avx2(t);
     add_float_avx2(t);
+    add_rows_avx2(t);
     add_gemm_avx2(t);
   }
   if (f.avx512) {
@@ -310,9 +310,8 @@ void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t
                   DotKernel kernel, float scale, float* out) {
   if (auto f = detail::active_table().rows.dot_f16)
     return f(w, stride, rows, a, n, kernel == DotKernel::Sgemm, scale, out);
-  // Below AVX-512: the per-row dot in the same order (AVX2 where the CPU has it).
   for (int64_t r = 0; r < rows; ++r)
-    out[r] = dot_f16_ordered(w + size_t(r) * stride, a, n, kernel) * scale;
+    out[r] = vec_dot(DType::F16, w + size_t(r) * stride, a, n, kernel) * scale;
 }
 
 bool has_fast_path(DType w) {

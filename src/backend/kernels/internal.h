@@ -93,6 +93,7 @@ void add_float_avx2(Table& t);
 void add_float_avx512(Table& t, const Features& f);
 void add_gemm_avx2(Table& t);
 void add_gemm_avx512(Table& t, const Features& f);
+void add_rows_avx2(Table& t);
 void add_rows_avx512(Table& t);
 
 inline size_t slot(DType t) {
