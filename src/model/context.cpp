@@ -40,6 +40,7 @@ Context::Context(const Model& model, const ContextParams& params)
   att_.resize(nb * cfg_.q_dim());
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
+  vh_.resize(size_t(cfg_.kv_dim()));
   scores_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
   attn_f16_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
   serial_attention_ = model.weight_bytes() < kSmallModelBytes;
@@ -125,10 +126,11 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
         continue;
       }
       kernels::f32_to_f16_row(k, kv_.k(l, seq[t], pos[t]), KV);
+      kernels::f32_to_f16_row(&v_[t * KV], vh_.data(), KV);
       for (int64_t i = 0; i < KV; ++i) {
         // Values are read with weight 0 beyond a sequence's length (see attention), so they must
         // stay finite: an overflow saturates instead of storing an infinity (0 * inf = NaN).
-        uint16_t h = f32_to_fp16(v_[t * KV + i]);
+        uint16_t h = vh_[size_t(i)];
         if ((h & 0x7FFF) == 0x7C00) h = uint16_t((h & 0x8000) | 0x7BFF);
         kv_.v_row(l, seq[t], i)[pos[t]] = h;
       }

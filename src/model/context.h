@@ -37,8 +37,8 @@ struct Batch {
 };
 
 struct ContextParams {
-  int64_t n_ctx = 0;      // positions per sequence; 0 = the model's training context
-  int64_t n_seq = 1;      // sequence slots in the KV cache
+  int64_t n_ctx = 0;  // positions per sequence; 0 = the model's training context
+  int64_t n_seq = 1;  // sequence slots in the KV cache
   // Tokens per forward step (bigger batches are split). The scratch for activations grows
   // with it; 128 tokens already make the matrix products compute-bound, so 512 prompt tokens
   // run as fast as in one step (reference Q4_0 model: 1030 vs 1008 t/s) with 38 MB less memory.
@@ -69,8 +69,8 @@ class Context {
   ThreadPool& pool() { return pool_; }
 
  private:
-  void forward(const TokenId* tokens, const int32_t* pos, const int32_t* seq,
-               const uint8_t* want, int64_t n);
+  void forward(const TokenId* tokens, const int32_t* pos, const int32_t* seq, const uint8_t* want,
+               int64_t n);
   void attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
   void attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
   // Runs job over [0, jobs) on the pool, or on this thread when the work is small.
@@ -88,6 +88,7 @@ class Context {
   std::vector<uint16_t> attn_f16_;  // per thread: fp16 softmax weights
   std::vector<uint16_t> qh_;        // the batch's queries in fp16
   std::vector<uint8_t> qq_;         // ... or in Q8_0 (for a Q8_0 cache)
+  std::vector<uint16_t> vh_;        // one token's values in fp16, before the transposed store
   // attention_tiled: the token ranges, and per thread the scores and fp16 weights of a tile
   struct TileScratch {
     std::vector<float> s;
