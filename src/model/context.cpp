@@ -41,7 +41,7 @@ Context::Context(const Model& model, const ContextParams& params)
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
   vh_.resize(size_t(cfg_.kv_dim()));
-  scores_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
+  scores_.resize(size_t(pool_.size()) * size_t(cfg_.n_head / cfg_.n_head_kv) * size_t(kv_.n_ctx()));
   attn_f16_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
   serial_attention_ = model.weight_bytes() < kSmallModelBytes;
 }
@@ -213,24 +213,34 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   // pool would cost more than the work.
   int64_t work = 0;
   for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * c.n_head * D;
+  // A job scores hg query heads of one KV head together (each cached key converted from fp16
+  // once for all of them): as many of the group as leaves 2 jobs per thread. Measured at depth
+  // 1024, 2 threads (32 heads, groups of 8): attention 1.16-1.35 ms per token one head per
+  // job, 1.0 with 4 heads, 0.88-0.93 with 8.
+  int64_t hg = group;
+  while (hg % 2 == 0 && n * c.n_head / hg < 2 * pool_.size()) hg /= 2;
   auto job = [&](int64_t b, int64_t e, int tid) {
-    float* sc = &scores_[size_t(tid) * size_t(n_ctx)];
+    float* sc = &scores_[size_t(tid) * size_t(group) * size_t(n_ctx)];
     uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(n_ctx)];
     for (int64_t job = b; job < e; ++job) {
-      const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
+      const int64_t t = job / (c.n_head / hg), h0 = job % (c.n_head / hg) * hg, kvh = h0 / group;
       const int64_t len = int64_t(pos[t]) + 1;
-      kernels::dot_f16_rows(kv_.k(layer, seq[t], 0) + kvh * D, size_t(c.kv_dim()), len,
-                            &qh_[size_t(t * Q + h * D)], D, kq_kernel, scale, sc);
-      softmax_inplace(sc, len);
-      kernels::f32_to_f16_row(sc, p16, len);
-      // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
-      // nothing, so the transposed value rows are used in place.
-      std::fill(p16 + len, p16 + n_kv, uint16_t(0));
-      kernels::dot_f16_rows(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16, n_kv,
-                            kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
+      kernels::dot_f16_rows_group(kv_.k(layer, seq[t], 0) + kvh * D, size_t(c.kv_dim()), len,
+                                  &qh_[size_t(t * Q + h0 * D)], size_t(D), hg, D, kq_kernel, scale,
+                                  sc, size_t(n_ctx));
+      for (int64_t h = h0; h < h0 + hg; ++h) {
+        float* s = sc + size_t(h - h0) * size_t(n_ctx);
+        softmax_inplace(s, len);
+        kernels::f32_to_f16_row(s, p16, len);
+        // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
+        // nothing, so the transposed value rows are used in place.
+        std::fill(p16 + len, p16 + n_kv, uint16_t(0));
+        kernels::dot_f16_rows(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16, n_kv,
+                              kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
+      }
     }
   };
-  run_attention_jobs(n * c.n_head, work, job);
+  run_attention_jobs(n * c.n_head / hg, work, job);
 }
 
 // Attention over a Q8_0 cache. Scores: when each head covers whole blocks (head_dim % 32 ==

@@ -112,6 +112,34 @@ TEST_F(RowOps, DotF16RowsMatchesVecDot) {
 }
 
 // The public operations agree with their references at every level this CPU has.
+// Several query heads against the same cached keys: the bits of one dot_f16_rows per head, for
+// the shapes the grouped kernel handles (head size 64, 128) and those it hands back.
+TEST_F(RowOps, DotF16RowsGroupEqualsPerHead) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  for (int64_t n : {64, 128, 32, 96}) {
+    for (int64_t m : {1, 4, 8}) {
+      for (int64_t rows : {1, 15, 16, 17, 40}) {
+        const size_t stride = size_t(4 * n + 3);  // rows interleaved with other heads' keys
+        std::vector<uint16_t> w(stride * size_t(rows)), a(size_t(m * n));
+        for (auto& x : w) x = f32_to_fp16(nd(rng));
+        for (auto& x : a) x = f32_to_fp16(nd(rng));
+        const size_t os = size_t(rows + 5);
+        std::vector<float> got(os * size_t(m), -1.f), want(os * size_t(m), -1.f);
+        for (DotKernel k : {DotKernel::VecDot, DotKernel::Sgemm}) {
+          kernels::dot_f16_rows_group(w.data(), stride, rows, a.data(), size_t(n), m, n, k, 0.125f,
+                                      got.data(), os);
+          for (int64_t h = 0; h < m; ++h)
+            kernels::dot_f16_rows(w.data(), stride, rows, a.data() + h * n, n, k, 0.125f,
+                                  want.data() + size_t(h) * os);
+          expect_same_bits(got, want, "group n " + std::to_string(n) + " m " + std::to_string(m) +
+                                          " rows " + std::to_string(rows));
+        }
+      }
+    }
+  }
+}
+
 // One row at a time, every length class (tails of 1..63 after whole 64s, Sgemm's n % 16),
 // both orders, at every level this CPU has.
 TEST(RowOpsDispatch, F16DotEveryLengthBitIdentical) {

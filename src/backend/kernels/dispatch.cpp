@@ -314,6 +314,18 @@ void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t
     out[r] = vec_dot(DType::F16, w + size_t(r) * stride, a, n, kernel) * scale;
 }
 
+void dot_f16_rows_group(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
+                        size_t a_stride, int64_t m, int64_t n, DotKernel kernel, float scale,
+                        float* out, size_t out_stride) {
+  if (auto f = detail::active_table().rows.dot_f16_group;
+      f && kernel == DotKernel::VecDot && rows > 0 &&
+      f(w, stride, rows, a, a_stride, m, n, scale, out, out_stride))
+    return;
+  for (int64_t h = 0; h < m; ++h)
+    dot_f16_rows(w, stride, rows, a + size_t(h) * a_stride, n, kernel, scale,
+                 out + size_t(h) * out_stride);
+}
+
 bool has_fast_path(DType w) {
   const size_t s = detail::slot(w);
   return s < detail::kTypeSlots && detail::active_table().dot[s] != nullptr;

@@ -63,6 +63,10 @@ struct RowOps {
   void (*to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
   void (*dot_f16)(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
                   bool sgemm, float scale, float* out) = nullptr;
+  // dot_f16_rows_group (VecDot) for the shapes it handles; returns false for the others.
+  bool (*dot_f16_group)(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
+                        size_t a_stride, int64_t m, int64_t n, float scale, float* out,
+                        size_t out_stride) = nullptr;
   // q8_0_weighted_sum for whole blocks (start and D multiples of 32).
   void (*q8_0_weighted_sum)(const uint8_t* rows, size_t stride, int64_t len, int64_t start,
                             int64_t D, const float* p, float* out) = nullptr;

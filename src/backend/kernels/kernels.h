@@ -108,6 +108,14 @@ void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
                   DotKernel kernel, float scale, float* out);
 
+// dot_f16_rows(w, stride, rows, a + h * a_stride, n, kernel, scale, out + h * out_stride) for
+// h < m: the query heads of a GQA group against their shared cached keys. The same bits as m
+// calls; with VecDot and a head size of 64 or 128 (AVX-512) each key row is converted from
+// fp16 once for all m heads, which is what bounds the scores at long contexts.
+void dot_f16_rows_group(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a,
+                        size_t a_stride, int64_t m, int64_t n, DotKernel kernel, float scale,
+                        float* out, size_t out_stride);
+
 // ---- Attention over a Q8_0 KV cache ----
 // The cache holds one row of Q8_0 blocks per position, `stride` bytes apart; a head reads
 // elements [start, start + D) of each row. value(j, e) = d * q of element e of row j.

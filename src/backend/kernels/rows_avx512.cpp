@@ -206,6 +206,64 @@ TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t row
   }
 }
 
+// ---- One set of rows against several activation vectors (a GQA group's query heads) ----
+//
+// dot_f16_rows(VecDot) of each of m activation vectors with the same rows, for n % 64 == 0
+// (no double-summed tail): each row is converted to float once for all m heads instead of once
+// per head; per head the lanes are the same as dot_f16_rows computes, so are the bits.
+template <int C>  // C = n / 64: 16-lane vectors per chain
+TF_TARGET_AVX512 void dot_f16_group_n(const uint16_t* w, size_t stride, int64_t rows,
+                                      const float* af, int64_t m, float scale, float* out,
+                                      size_t out_stride, __m512* lanes) {
+  constexpr int64_t n = 64 * C;
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int64_t r = 0; r < rows; r += 16) {
+    const int nr = int(std::min<int64_t>(16, rows - r));
+    for (int k = 0; k < nr; ++k) {
+      const uint16_t* x = w + size_t(r + k) * stride;
+      __m512 xv[4 * C];
+      for (int i = 0; i < 4 * C; ++i) xv[i] = load_h(x + 16 * i, 0xFFFF);
+      for (int64_t h = 0; h < m; ++h) {
+        const float* a = af + h * n;
+        __m512 acc[4];
+        for (int j = 0; j < 4; ++j)  // an FMA onto +0, as dot_f16_rows (mul would keep a -0)
+          acc[j] = _mm512_fmadd_ps(xv[j], _mm512_load_ps(a + 16 * j), _mm512_setzero_ps());
+        for (int c = 1; c < C; ++c)
+          for (int j = 0; j < 4; ++j)
+            acc[j] = _mm512_fmadd_ps(xv[4 * c + j], _mm512_load_ps(a + 64 * c + 16 * j), acc[j]);
+        lanes[h * 16 + k] =
+            _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+      }
+    }
+    for (int64_t h = 0; h < m; ++h) {
+      float* o = out + size_t(h) * out_stride + r;
+      if (nr == 16) {
+        _mm512_storeu_ps(o, _mm512_mul_ps(reduce16x16(lanes + h * 16), vscale));
+      } else {
+        for (int k = 0; k < nr; ++k) o[k] = reduce16(lanes[h * 16 + k]) * scale;
+      }
+    }
+  }
+}
+
+TF_TARGET_AVX512 bool dot_f16_group(const uint16_t* w, size_t stride, int64_t rows,
+                                    const uint16_t* a, size_t a_stride, int64_t m, int64_t n,
+                                    float scale, float* out, size_t out_stride) {
+  if (m > 16 || (n != 64 && n != 128)) return false;
+  // The heads' activations as floats, then 16 rows' lanes per head.
+  auto* af =
+      reinterpret_cast<float*>(act_scratch(size_t(m * n) * sizeof(float) + size_t(m) * 16 * 64));
+  for (int64_t h = 0; h < m; ++h)
+    for (int64_t i = 0; i < n; i += 16)
+      _mm512_store_ps(af + h * n + i, load_h(a + size_t(h) * a_stride + i, 0xFFFF));
+  auto* lanes = reinterpret_cast<__m512*>(af + m * n);
+  if (n == 64)
+    dot_f16_group_n<1>(w, stride, rows, af, m, scale, out, out_stride, lanes);
+  else
+    dot_f16_group_n<2>(w, stride, rows, af, m, scale, out, out_stride, lanes);
+  return true;
+}
+
 // ---- Q8_0 value sums ----
 //
 // NB blocks (32 * NB columns) of the head: their 2 * NB vectors of sums stay in registers over
@@ -250,6 +308,7 @@ TF_TARGET_AVX512 void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int6
 
 void add_rows_avx512(Table& t) {
   t.rows.q8_0_weighted_sum = q8_0_weighted_sum;
+  t.rows.dot_f16_group = dot_f16_group;
   t.rows.softmax = softmax;
   t.rows.silu_mul = silu_mul;
   t.rows.to_f16 = to_f16;
