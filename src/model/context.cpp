@@ -42,7 +42,8 @@ Context::Context(const Model& model, const ContextParams& params)
   hb2_.resize(nb * cfg_.n_ff);
   vh_.resize(size_t(cfg_.kv_dim()));
   scores_.resize(size_t(pool_.size()) * size_t(cfg_.n_head / cfg_.n_head_kv) * size_t(kv_.n_ctx()));
-  attn_f16_.resize(size_t(pool_.size()) * size_t(kv_.n_ctx()));
+  attn_f16_.resize(size_t(pool_.size()) * size_t(cfg_.n_head / cfg_.n_head_kv) *
+                   size_t(kv_.n_ctx()));
   serial_attention_ = model.weight_bytes() < kSmallModelBytes;
 }
 
@@ -221,23 +222,26 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   while (hg % 2 == 0 && n * c.n_head / hg < 2 * pool_.size()) hg /= 2;
   auto job = [&](int64_t b, int64_t e, int tid) {
     float* sc = &scores_[size_t(tid) * size_t(group) * size_t(n_ctx)];
-    uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(n_ctx)];
+    uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(group) * size_t(n_ctx)];
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / (c.n_head / hg), h0 = job % (c.n_head / hg) * hg, kvh = h0 / group;
       const int64_t len = int64_t(pos[t]) + 1;
       kernels::dot_f16_rows_group(kv_.k(layer, seq[t], 0) + kvh * D, size_t(c.kv_dim()), len,
                                   &qh_[size_t(t * Q + h0 * D)], size_t(D), hg, D, kq_kernel, scale,
                                   sc, size_t(n_ctx));
-      for (int64_t h = h0; h < h0 + hg; ++h) {
-        float* s = sc + size_t(h - h0) * size_t(n_ctx);
+      for (int64_t h = 0; h < hg; ++h) {
+        float* s = sc + size_t(h) * size_t(n_ctx);
+        uint16_t* p = p16 + size_t(h) * size_t(n_ctx);
         softmax_inplace(s, len);
-        kernels::f32_to_f16_row(s, p16, len);
+        kernels::f32_to_f16_row(s, p, len);
         // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
         // nothing, so the transposed value rows are used in place.
-        std::fill(p16 + len, p16 + n_kv, uint16_t(0));
-        kernels::dot_f16_rows(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16, n_kv,
-                              kqv_kernel, 1.0f, &att_[size_t(t * Q + h * D)]);
+        std::fill(p + len, p + n_kv, uint16_t(0));
       }
+      // The group's outputs are consecutive in att_ (D apart).
+      kernels::dot_f16_rows_group(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16,
+                                  size_t(n_ctx), hg, n_kv, kqv_kernel, 1.0f,
+                                  &att_[size_t(t * Q + h0 * D)], size_t(D));
     }
   };
   run_attention_jobs(n * c.n_head / hg, work, job);

@@ -112,13 +112,15 @@ TEST_F(RowOps, DotF16RowsMatchesVecDot) {
 }
 
 // The public operations agree with their references at every level this CPU has.
-// Several query heads against the same cached keys: the bits of one dot_f16_rows per head, for
-// the shapes the grouped kernel handles (head size 64, 128) and those it hands back.
+// Several query heads against the same cached keys (n = head size) or their weights against
+// the same cached values (n = positions): the bits of one dot_f16_rows per head, for the shapes
+// the grouped kernel handles (64, 128; longer rows with heads in fours, with and without a
+// tail after the last whole 64) and those it hands back.
 TEST_F(RowOps, DotF16RowsGroupEqualsPerHead) {
   std::mt19937 rng(21);
   std::normal_distribution<float> nd(0.f, 2.f);
-  for (int64_t n : {64, 128, 32, 96}) {
-    for (int64_t m : {1, 4, 8}) {
+  for (int64_t n : {64, 128, 32, 96, 192, 200, 256, 1056}) {
+    for (int64_t m : {1, 2, 4, 8}) {
       for (int64_t rows : {1, 15, 16, 17, 40}) {
         const size_t stride = size_t(4 * n + 3);  // rows interleaved with other heads' keys
         std::vector<uint16_t> w(stride * size_t(rows)), a(size_t(m * n));
@@ -132,8 +134,9 @@ TEST_F(RowOps, DotF16RowsGroupEqualsPerHead) {
           for (int64_t h = 0; h < m; ++h)
             kernels::dot_f16_rows(w.data(), stride, rows, a.data() + h * n, n, k, 0.125f,
                                   want.data() + size_t(h) * os);
-          expect_same_bits(got, want, "group n " + std::to_string(n) + " m " + std::to_string(m) +
-                                          " rows " + std::to_string(rows));
+          expect_same_bits(got, want,
+                           "group n " + std::to_string(n) + " m " + std::to_string(m) + " rows " +
+                               std::to_string(rows));
         }
       }
     }
