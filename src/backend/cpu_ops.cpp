@@ -180,7 +180,6 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
   }
 }
 
-
 void matmul_multi(ThreadPool& pool, const WeightView* const* ws, float* const* ys, int count,
                   const float* x, int64_t n_tok, std::vector<uint8_t>& act_scratch) {
   bool stackable = n_tok == 1;

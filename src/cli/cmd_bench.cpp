@@ -95,8 +95,7 @@ Runner add_bench(CLI::App& app) {
   c->add_option("-t,--threads", a->p.n_threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
   c->add_option("-r,--reps", a->p.reps, "repetitions")->check(CLI::Range(1, 1000));
   c->add_flag("--json", a->json, "print one JSON object");
-  c->add_option("--kv-type", a->kv_type, "KV cache type: f16 or q8_0 (half the memory)")
-      ->check(CLI::IsMember({"f16", "q8_0"}));
+  add_kv_type_option(c, a->kv_type);
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   return [a] { return bench(*a); };
 }

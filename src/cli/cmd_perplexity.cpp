@@ -55,8 +55,7 @@ Runner add_perplexity(CLI::App& app) {
   c->add_option("-c,--ctx-size", a->ctx, "window size in tokens")
       ->check(CLI::Range(int64_t(4), int64_t(1) << 20));
   c->add_option("-t,--threads", a->threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
-  c->add_option("--kv-type", a->kv_type, "KV cache type: f16 or q8_0 (half the memory)")
-      ->check(CLI::IsMember({"f16", "q8_0"}));
+  add_kv_type_option(c, a->kv_type);
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   c->add_flag("--json", a->json, "print {\"ppl\": final, \"chunks\": [...]}");
   return [a] { return perplexity(*a); };

@@ -100,8 +100,7 @@ Runner add_run(CLI::App& app) {
   c->add_option("-t,--threads", a->threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
   c->add_option("-c,--ctx-size", a->ctx, "context size (0 = model's, at most 4096)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 24));
-  c->add_option("--kv-type", a->kv_type, "KV cache type: f16 or q8_0 (half the memory)")
-      ->check(CLI::IsMember({"f16", "q8_0"}));
+  add_kv_type_option(c, a->kv_type);
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   c->add_flag("--ignore-eos", a->ignore_eos, "keep generating past end-of-sequence tokens");
   c->add_flag("--json", a->json, "print one JSON object instead of streaming text");

@@ -35,6 +35,18 @@ inline std::vector<Variant> variants() {
   return v;
 }
 
+// Runs f(isa) at every public kernel level this CPU has, restoring the active level after.
+template <class F>
+void at_every_level(F&& f) {
+  const Isa saved = active();
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (int(isa) > int(detect())) continue;
+    set_active(isa);
+    f(isa);
+  }
+  set_active(saved);
+}
+
 enum class Scale { kNormal, kTiny, kLarge, kZero, kOutlier };
 inline const char* scale_name(Scale s) {
   switch (s) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/kernels/kernels.h"
+#include "kernel_test_data.h"
 #include "tensor/dtype.h"
 #include "tensor/quants.h"
 
@@ -36,12 +37,9 @@ std::vector<float> dequantized(const std::vector<uint8_t>& rows, int64_t n_pos, 
 }
 
 TEST(Q8_0Attention, WeightedSumMatchesReferenceAtEveryLevel) {
-  const kernels::Isa saved = kernels::active();
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> ud(0.f, 1.f);
-  for (kernels::Isa isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
-    if (int(isa) > int(kernels::detect())) continue;
-    kernels::set_active(isa);
+  kernels::test::at_every_level([&](kernels::Isa isa) {
     // (cache row width, head start, head size): whole-block heads of 1..9 blocks (the SIMD
     // version keeps up to 8 in registers) and heads that split blocks (reference path).
     const int64_t shapes[][3] = {{512, 64, 64}, {512, 384, 128}, {1024, 256, 256}, {320, 0, 288},
@@ -71,8 +69,7 @@ TEST(Q8_0Attention, WeightedSumMatchesReferenceAtEveryLevel) {
         }
       }
     }
-  }
-  kernels::set_active(saved);
+  });
 }
 
 TEST(Q8_0Attention, SlicedScoresAreDotsWithTheDequantizedKeys) {

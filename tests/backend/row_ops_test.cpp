@@ -9,6 +9,7 @@
 
 #include "backend/cpu_ops.h"
 #include "backend/kernels/kernels.h"
+#include "kernel_test_data.h"
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 
@@ -146,12 +147,9 @@ TEST_F(RowOps, DotF16RowsGroupEqualsPerHead) {
 // One row at a time, every length class (tails of 1..63 after whole 64s, Sgemm's n % 16),
 // both orders, at every level this CPU has.
 TEST(RowOpsDispatch, F16DotEveryLengthBitIdentical) {
-  const kernels::Isa saved = kernels::active();
   std::mt19937 rng(5);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (kernels::Isa isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
-    if (int(isa) > int(kernels::detect())) continue;
-    kernels::set_active(isa);
+  kernels::test::at_every_level([&](kernels::Isa isa) {
     for (int64_t n : {1, 15, 16, 17, 32, 63, 64, 65, 128, 130, 192, 1000, 1024}) {
       for (float scale : {1e-3f, 1.f, 30.f}) {
         std::vector<uint16_t> w(static_cast<size_t>(n)), a(static_cast<size_t>(n));
@@ -167,12 +165,10 @@ TEST(RowOpsDispatch, F16DotEveryLengthBitIdentical) {
         }
       }
     }
-  }
-  kernels::set_active(saved);
+  });
 }
 
 TEST(RowOpsDispatch, EveryLevelMatchesReference) {
-  const kernels::Isa saved = kernels::active();
   std::mt19937 rng(15);
   std::normal_distribution<float> nd(0.f, 5.f);
   std::vector<float> x(300), up(300);
@@ -181,9 +177,7 @@ TEST(RowOpsDispatch, EveryLevelMatchesReference) {
   std::vector<float> want_sm = x, want_silu = x;
   softmax_reference(want_sm.data(), 300);
   silu_mul_reference(want_silu.data(), up.data(), 300);
-  for (kernels::Isa isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
-    if (int(isa) > int(kernels::detect())) continue;
-    kernels::set_active(isa);
+  kernels::test::at_every_level([&](kernels::Isa isa) {
     std::vector<float> sm = x, silu = x;
     softmax_inplace(sm.data(), 300);
     silu_mul_inplace(silu.data(), up.data(), 300);
@@ -202,8 +196,7 @@ TEST(RowOpsDispatch, EveryLevelMatchesReference) {
         expect_same_bits(got, want, std::string("dot_f16_rows at ") + kernels::isa_name(isa));
       }
     }
-  }
-  kernels::set_active(saved);
+  });
 }
 
 }  // namespace

@@ -127,6 +127,19 @@ TF_TARGET_AVX512 inline void vecdot_lanes(const uint16_t* x, size_t stride, cons
         _mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][2]), _mm512_add_ps(acc[r][1], acc[r][3]));
 }
 
+// sum plus the products of elements [np, n) of x and af (n - np < 64), added in double in
+// order: the part of vec_dot(F16, VecDot) after the last whole 64. fp16 x fp16 products are
+// exact in float.
+TF_TARGET_AVX512 inline double add_tail(double sum, const uint16_t* x, const float* af, int64_t np,
+                                        int64_t n) {
+  alignas(64) float p[64];
+  for (int64_t i = np; i < n; i += 16)
+    _mm512_store_ps(p + (i - np),
+                    _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(af + i)));
+  for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
+  return sum;
+}
+
 // reduce16 of 16 vectors at once: lane r of the result is reduce16(v[r]), with the same
 // additions (halves, then quarters, then (q0 + q2) + (q1 + q3)) done across vectors.
 TF_TARGET_AVX512 inline __m512 reduce16x16(const __m512* v) {
@@ -192,16 +205,8 @@ TF_TARGET_AVX512 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t row
     }
     for (int k = 0; k < nr; ++k) {
       const uint16_t* x = w + size_t(r + k) * stride;
-      double sum = np > 0 ? double(reduce16(lanes[k])) : 0.0;
-      if (np < n) {
-        // fp16 x fp16 products are exact in float; the additions in double stay in order.
-        alignas(64) float p[64];
-        for (int64_t i = np; i < n; i += 16)
-          _mm512_store_ps(p + (i - np),
-                          _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(af + i)));
-        for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
-      }
-      out[r + k] = float(sum) * scale;
+      const double sum = np > 0 ? double(reduce16(lanes[k])) : 0.0;
+      out[r + k] = float(add_tail(sum, x, af, np, n)) * scale;
     }
   }
 }
@@ -286,16 +291,8 @@ TF_TARGET_AVX512 void dot_f16_group_long(const uint16_t* w, size_t stride, int64
       const float* a = af + size_t(h) * af_stride;
       for (int k = 0; k < nr; ++k) {
         const uint16_t* x = w + size_t(r + k) * stride;
-        double sum = np > 0 ? double(reduce16(lanes[h * 16 + k])) : 0.0;
-        if (np < n) {
-          // fp16 x fp16 products are exact in float; the additions in double stay in order.
-          alignas(64) float p[64];
-          for (int64_t i = np; i < n; i += 16)
-            _mm512_store_ps(p + (i - np),
-                            _mm512_mul_ps(load_h(x + i, first(n - i)), _mm512_load_ps(a + i)));
-          for (int64_t i = 0; i < n - np; ++i) sum += double(p[i]);
-        }
-        o[k] = float(sum) * scale;
+        const double sum = np > 0 ? double(reduce16(lanes[h * 16 + k])) : 0.0;
+        o[k] = float(add_tail(sum, x, a, np, n)) * scale;
       }
     }
   }
