@@ -91,7 +91,13 @@ class Value {
   bool as_bool() const { return i_ != 0; }
   int64_t as_int() const { return i_; }  // Int or Bool
   double as_double() const { return kind_ == Kind::Float ? f_ : double(i_); }
-  const std::string& str() const { return *s_; }      // String (Undefined: the hint)
+  const std::string& str() const { return *s_; }      // String
+  // String: the text; Undefined: the hint on why (for error messages); else "".
+  const std::string& str_or_empty() const {
+    static const std::string empty;
+    return s_ ? *s_ : empty;
+  }
+  std::shared_ptr<Dict> dict_ptr() const { return dict_; }
   const ValueList& items() const { return *list_; }   // List / Tuple
   const Dict& dict_ref() const { return *dict_; }     // Dict / Namespace
   Dict& dict_mut() const { return *dict_; }           // Namespace attribute assignment
