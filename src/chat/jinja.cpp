@@ -2,17 +2,37 @@
 
 #include "chat/jinja_ast.h"
 #include "chat/jinja_interp.h"
+#include "util/error.h"
 
 namespace tf::jinja {
 
-Template::Template(std::string_view source) : prog_(parse(source)) {}
+namespace {
+// Only tf::Error leaves the interpreter: anything else a hostile template could provoke in
+// library code (a number out of range, memory) becomes one.
+template <class F>
+auto guarded(F&& f) {
+  try {
+    return f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Error("template: out of memory");
+  } catch (const std::exception& e) {
+    throw Error(std::string("template: ") + e.what());
+  }
+}
+}  // namespace
+
+Template::Template(std::string_view source) : prog_(guarded([&] { return parse(source); })) {}
 Template::~Template() = default;
 Template::Template(Template&&) noexcept = default;
 Template& Template::operator=(Template&&) noexcept = default;
 
 std::string Template::render(const Json& vars, const Limits& limits) const {
-  Interp in(limits);
-  return in.render(*prog_, vars);
+  return guarded([&] {
+    Interp in(limits);
+    return in.render(*prog_, vars);
+  });
 }
 
 namespace {

@@ -24,11 +24,6 @@ Value arg(const Args& a, size_t index, const char* name, Value def = Value()) {
   if (index < a.pos.size()) return a.pos[index];
   return def;
 }
-bool has_arg(const Args& a, size_t index, const char* name) {
-  for (const auto& kv : a.kw)
-    if (kv.first == name) return true;
-  return index < a.pos.size();
-}
 const std::string& need_str(const Value& v, const char* what) {
   if (!v.is_string())
     throw Error(std::string(what) + " must be a string, not " + v.type_name());
@@ -76,7 +71,15 @@ std::string map_cps(std::string_view s, uint32_t (*f)(uint32_t)) {
   for (uint32_t cp : to_cps(s)) unicode::append_utf8(out, f(cp));
   return out;
 }
-std::string upper(std::string_view s) { return map_cps(s, to_upper); }
+std::string upper(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (uint32_t cp : to_cps(s)) {
+    if (cp == 0xdf) out += "SS";  // the one common full (one-to-many) mapping
+    else unicode::append_utf8(out, to_upper(cp));
+  }
+  return out;
+}
 std::string lower(std::string_view s) { return map_cps(s, to_lower); }
 
 // Python's str.title(): a cased letter after an uncased character starts a word.
@@ -136,17 +139,12 @@ ValueList split_ws(const std::string& s, int64_t maxsplit, bool from_right) {
   if (!from_right) {
     for (int64_t k = 0; k < maxsplit; ++k)
       out.push_back(Value::string(from_cps(cps, words[size_t(k)].first, words[size_t(k)].second)));
-    // The rest keeps its inner whitespace; trailing whitespace is stripped only when
-    // fully split, so take everything from the next word to the end (rstripped).
-    size_t e = cps.size();
-    while (e > 0 && py_isspace(cps[e - 1])) --e;
-    out.push_back(Value::string(from_cps(cps, words[size_t(maxsplit)].first, e)));
+    // The rest runs from the next word to the end, trailing whitespace included.
+    out.push_back(Value::string(from_cps(cps, words[size_t(maxsplit)].first, cps.size())));
     return out;
   }
   const size_t first_kept = words.size() - size_t(maxsplit);
-  size_t b = 0;
-  while (b < cps.size() && py_isspace(cps[b])) ++b;
-  out.push_back(Value::string(from_cps(cps, b, words[first_kept - 1].second)));
+  out.push_back(Value::string(from_cps(cps, 0, words[first_kept - 1].second)));
   for (size_t k = first_kept; k < words.size(); ++k)
     out.push_back(Value::string(from_cps(cps, words[k].first, words[k].second)));
   return out;

@@ -632,8 +632,17 @@ class Parser {
     }
   }
 
+  // Postfix nodes take the position where their subject starts: errors point at `x` in
+  // `x.y.z`, not at a dot.
+  Token start_of(const Expr& e) const {
+    Token t;
+    t.line = e.line;
+    t.col = e.col;
+    return t;
+  }
+
   ExprPtr subscript(ExprPtr obj) {
-    const Token& at = cur();
+    const Token at = start_of(*obj);
     if (is_op(".")) {
       next();
       if (cur().type == Tok::Name) {
@@ -723,7 +732,7 @@ class Parser {
   }
 
   ExprPtr call(ExprPtr callee) {
-    auto e = node(ExprKind::Call, cur());
+    auto e = node(ExprKind::Call, start_of(*callee));
     e->a = std::move(callee);
     call_args(*e);
     return e;
