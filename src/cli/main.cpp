@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_membw);
   reg(tf::cli::add_synth);
   reg(tf::cli::add_quantize);
+  reg(tf::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

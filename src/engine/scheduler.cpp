@@ -241,8 +241,9 @@ bool Scheduler::step() {
     ++stats_.steps;
     int64_t used = 0, running = 0;
     for (const auto& sl : slots_) {
+      if (!sl.seq) continue;  // an idle slot's cells only hold a reusable prefix
       used += int64_t(sl.cached.size());
-      running += sl.seq ? 1 : 0;
+      ++running;
     }
     stats_.kv_used_cells = used;
     stats_.running = running;
@@ -355,7 +356,12 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
     }
     ++stats_.requests_done;
     stats_.running = 0;
-    for (const auto& sl : slots_) stats_.running += sl.seq ? 1 : 0;
+    stats_.kv_used_cells = 0;
+    for (const auto& sl : slots_) {
+      if (!sl.seq) continue;
+      ++stats_.running;
+      stats_.kv_used_cells += int64_t(sl.cached.size());
+    }
     stats_.prompt_tokens += u.prompt_tokens;
     stats_.completion_tokens += u.completion_tokens;
   }

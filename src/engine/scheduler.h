@@ -76,7 +76,7 @@ using GenSink = std::function<void(const GenEvent&)>;
 
 struct SchedulerStats {
   int64_t waiting = 0, running = 0;
-  int64_t kv_used_cells = 0, kv_total_cells = 0;
+  int64_t kv_used_cells = 0, kv_total_cells = 0;  // used: cells of running sequences
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;  // totals
   int64_t requests_done = 0, steps = 0;
   int64_t prefix_hits = 0;  // requests that reused at least one cached token
