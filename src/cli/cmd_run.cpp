@@ -61,7 +61,10 @@ int run(const RunArgs& a) {
     j["tokens"] = g.tokens;
     j["text"] = g.text;
     j["stop_reason"] = g.stop_reason;
-    j["timings"] = {{"prompt_n", t.prompt_tokens},   {"prompt_ms", t.prompt_ms},
+    // As llama.cpp's server reports them: prompt_n tokens processed, cache_n served from the
+    // KV cache (always 0 here: a fresh engine per run).
+    j["timings"] = {{"prompt_n", t.prompt_tokens},   {"cache_n", t.cached_tokens},
+                    {"prompt_ms", t.prompt_ms},
                     {"prompt_per_second", t.prompt_tps()}, {"predicted_n", t.gen_tokens},
                     {"predicted_ms", t.gen_ms},      {"predicted_per_second", t.gen_tps()},
                     {"threads", engine->n_threads()}};
