@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_synth);
   reg(tf::cli::add_quantize);
   reg(tf::cli::add_template);
+  reg(tf::cli::add_chat);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
