@@ -62,6 +62,7 @@ enum class StmtKind : uint8_t {
   Break,
   Continue,
   Scope,      // a body rendered in place ({% generation %} and the like)
+  With,       // {% with targets[i] = conds[i]... %} body
 };
 
 struct Param {
@@ -78,6 +79,7 @@ struct Stmt {
   std::string attr_of;
   bool target_tuple = false;         // `for a, b in` / `set a, b =`
   bool block_set = false;
+  bool recursive = false;           // For: `recursive` (the body may call loop(items))
   std::vector<ExprPtr> conds;        // If
   std::vector<Body> bodies;          // If branches
   Body body, else_body;

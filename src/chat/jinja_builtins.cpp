@@ -237,8 +237,126 @@ std::string replace(const std::string& s, const std::string& old, const std::str
   return out;
 }
 
-// Python str.format: {} {0} {name} fields with an optional !r / !s conversion; format specs
-// other than an empty one are not supported.
+// Python's format(value, spec): [[fill]align][sign][#][0][width][,|_][.precision][type].
+std::string format_spec(const Value& v, const std::string& spec) {
+  size_t i = 0;
+  std::string fill = " ";
+  char align = 0, sign = '-', type = 0, grouping = 0;
+  bool alt = false, zero = false;
+  auto cps = to_cps(spec);
+  auto is_align = [](uint32_t c) { return c == '<' || c == '>' || c == '^' || c == '='; };
+  if (cps.size() >= 2 && is_align(cps[1])) {
+    fill = from_cps(cps, 0, 1);
+    align = char(cps[1]);
+    i = 2;
+  } else if (!cps.empty() && is_align(cps[0])) {
+    align = char(cps[0]);
+    i = 1;
+  }
+  auto at = [&](size_t k) -> char { return k < cps.size() && cps[k] < 0x80 ? char(cps[k]) : 0; };
+  if (at(i) == '+' || at(i) == '-' || at(i) == ' ') sign = at(i++);
+  if (at(i) == '#') alt = true, ++i;
+  if (at(i) == '0') zero = true, ++i;
+  int64_t width = 0;
+  while (std::isdigit(uint8_t(at(i)))) width = std::min<int64_t>(width * 10 + (at(i++) - '0'), 100000);
+  if (at(i) == ',' || at(i) == '_') grouping = at(i++);
+  int64_t prec = -1;
+  if (at(i) == '.') {
+    ++i;
+    prec = 0;
+    if (!std::isdigit(uint8_t(at(i)))) throw Error("Format specifier missing precision");
+    while (std::isdigit(uint8_t(at(i)))) prec = std::min<int64_t>(prec * 10 + (at(i++) - '0'), 1000);
+  }
+  if (i < cps.size()) type = at(i++);
+  if (i != cps.size() || (type == 0 && i < cps.size())) throw Error("Invalid format specifier '" + spec + "'");
+  std::string body, prefix;
+  const bool numeric = v.is_number();
+  if (!numeric) {
+    if (type != 0 && type != 's') throw Error(std::string("Unknown format code '") + type + "' for object of type '" + v.type_name() + "'");
+    body = v.to_str();
+    if (prec >= 0) {
+      auto b = to_cps(body);
+      if (int64_t(b.size()) > prec) body = from_cps(b, 0, size_t(prec));
+    }
+  } else {
+    const bool is_float = v.kind() == Kind::Float || std::strchr("eEfFgG%", type ? type : 'd') != nullptr;
+    if (!is_float) {
+      int64_t n = v.as_int();
+      const bool neg = n < 0;
+      uint64_t u = neg ? uint64_t(0) - uint64_t(n) : uint64_t(n);
+      const int base = type == 'x' || type == 'X' ? 16 : type == 'o' ? 8 : type == 'b' ? 2 : 10;
+      if (type == 'c') {
+        unicode::append_utf8(body, uint32_t(std::min<uint64_t>(u, 0x10FFFF)));
+      } else {
+        if (type && !std::strchr("dxXobn", type)) throw Error(std::string("Unknown format code '") + type + "' for int");
+        do {
+          const int d = int(u % uint64_t(base));
+          body.insert(body.begin(), char(d < 10 ? '0' + d : (type == 'X' ? 'A' : 'a') + d - 10));
+          u /= uint64_t(base);
+        } while (u);
+        if (grouping) {
+          std::string g;
+          const int every = base == 10 ? 3 : 4;
+          for (size_t k = 0; k < body.size(); ++k) {
+            if (k && (body.size() - k) % every == 0) g += grouping;
+            g += body[k];
+          }
+          body = g;
+        }
+        if (alt && base != 10) prefix = base == 16 ? (type == 'X' ? "0X" : "0x") : base == 8 ? "0o" : "0b";
+      }
+      prefix = (neg ? "-" : sign == '+' ? "+" : sign == ' ' ? " " : "") + prefix;
+    } else {
+      double f = v.as_double();
+      const bool neg = std::signbit(f) && !std::isnan(f);
+      f = std::fabs(f);
+      char buf[1200];
+      if (type == 0 && prec < 0) {
+        body = float_repr(f);
+      } else {
+        char t = type ? type : 'g';
+        if (t == '%') f *= 100;
+        const int p = int(prec < 0 ? 6 : prec);
+        std::snprintf(buf, sizeof buf, std::string("%" + std::string(alt ? "#" : "") + ".*" +
+                                                   (t == '%' ? 'f' : t == 'n' ? 'g' : t)).c_str(), p, f);
+        body = buf;
+        if (type == 0 && body.find_first_of(".e") == std::string::npos && std::isfinite(f)) body += ".0";
+        if (t == '%') body += '%';
+      }
+      if (grouping) {
+        const size_t dot = std::min(body.find_first_of(".e%"), body.size());
+        std::string g;
+        for (size_t k = 0; k < dot; ++k) {
+          if (k && (dot - k) % 3 == 0) g += grouping;
+          g += body[k];
+        }
+        body = g + body.substr(dot);
+      }
+      prefix = neg ? "-" : sign == '+' ? "+" : sign == ' ' ? " " : "";
+    }
+  }
+  if (zero && !align) {
+    fill = "0";
+    if (numeric) align = '=';
+  }
+  if (!align) align = numeric ? '>' : '<';
+  const int64_t len = int64_t(cp_count(prefix) + cp_count(body));
+  std::string pad;
+  const int64_t padn = std::max<int64_t>(0, width - len);
+  auto fills = [&](int64_t n) {
+    std::string r;
+    for (int64_t k = 0; k < n; ++k) r += fill;
+    return r;
+  };
+  switch (align) {
+    case '<': return prefix + body + fills(padn);
+    case '^': return fills(padn / 2) + prefix + body + fills(padn - padn / 2);
+    case '=': return prefix + fills(padn) + body;
+    default: return fills(padn) + prefix + body;
+  }
+}
+
+// Python str.format: {} {0} {name} fields, !r / !s conversions and format specs.
 std::string str_format(const std::string& fmt, const Args& a) {
   std::string out;
   size_t auto_idx = 0;
@@ -273,7 +391,6 @@ std::string str_format(const std::string& fmt, const Args& a) {
       conv = bang + 1 < field.size() ? field[bang + 1] : 0;
       field.resize(bang);
     }
-    if (!spec.empty()) throw Error("format specifiers in str.format are not supported");
     Value v;
     if (field.empty()) {
       if (auto_idx >= a.pos.size()) throw Error("Replacement index out of range");
@@ -291,8 +408,13 @@ std::string str_format(const std::string& fmt, const Args& a) {
         }
       if (!found) throw Error("KeyError: '" + field + "'");
     }
-    if (conv == 'r') v.append_repr(out);
-    else v.append_str(out);
+    if (conv == 'r' || conv == 's' || conv == 'a') {
+      std::string conv_s;
+      if (conv == 's') v.append_str(conv_s);
+      else v.append_repr(conv_s);
+      v = Value::string(std::move(conv_s));
+    }
+    out += spec.empty() ? v.to_str() : format_spec(v, spec);
   }
   return out;
 }
@@ -567,8 +689,10 @@ ValueList sorted(Interp& in, ValueList items, bool reverse, bool cs, const Value
 
 Value f_tojson(Interp& in, const Value& v, Args& a) {
   JsonDumpOptions o;
-  o.ensure_ascii = arg(a, 1, "ensure_ascii", Value::boolean(false)).truthy();
-  const Value indent = arg(a, 0, "indent", Value::none());
+  // transformers' signature: tojson(x, ensure_ascii=False, indent=None, separators=None,
+  // sort_keys=False).
+  o.ensure_ascii = arg(a, 0, "ensure_ascii", Value::boolean(false)).truthy();
+  const Value indent = arg(a, 1, "indent", Value::none());
   if (indent.is_int()) {
     o.has_indent = true;
     o.indent = std::string(size_t(std::max<int64_t>(0, std::min<int64_t>(indent.as_int(), 1 << 16))), ' ');
@@ -905,7 +1029,9 @@ Value f_indent(Interp& in, const Value& v, Args& a) {
     in.check_size(size_t(std::max<int64_t>(0, w)));
     ind = std::string(size_t(std::max<int64_t>(0, w)), ' ');
   }
-  const std::vector<std::string> lines = splitlines(soft_str(v) + "\n");
+  if (!v.is_string())
+    throw Error(std::string("unsupported operand type(s) for +=: '") + v.type_name() + "' and 'str'");
+  const std::vector<std::string> lines = splitlines(v.str() + "\n");
   std::string rv;
   if (blank) {
     for (size_t i = 0; i < lines.size(); ++i) {
@@ -1045,22 +1171,165 @@ Value f_truncate(Interp&, const Value& v, Args& a) {
   return Value::string(head + end);
 }
 
-const std::map<std::string, FilterFn, std::less<>>& filters() {
-  static const std::map<std::string, FilterFn, std::less<>> m = {
-      {"abs", f_abs}, {"attr", f_attr}, {"batch", f_batch}, {"capitalize", f_capitalize},
-      {"center", f_center}, {"count", f_length}, {"d", f_default}, {"default", f_default},
-      {"dictsort", f_dictsort}, {"e", f_escape}, {"escape", f_escape}, {"first", f_first},
-      {"float", f_float}, {"forceescape", f_escape}, {"format", f_format}, {"indent", f_indent},
-      {"int", f_int}, {"items", f_items}, {"join", f_join}, {"last", f_last},
-      {"length", f_length}, {"list", f_list}, {"lower", f_lower}, {"map", f_map},
-      {"max", f_max}, {"min", f_min}, {"reject", f_reject}, {"rejectattr", f_rejectattr},
-      {"replace", f_replace}, {"reverse", f_reverse}, {"round", f_round}, {"safe", f_safe},
-      {"select", f_select}, {"selectattr", f_selectattr}, {"sort", f_sort}, {"string", f_string},
-      {"sum", f_sum}, {"title", f_title}, {"tojson", f_tojson}, {"trim", f_trim},
-      {"truncate", f_truncate}, {"unique", f_unique}, {"upper", f_upper},
-      {"wordcount", f_wordcount},
+Value f_slice(Interp& in, const Value& v, Args& a) {
+  const int64_t n = need_int(arg(a, 0, "slices"), "slices");
+  if (n <= 0) throw Error("slice: the number of slices must be positive");
+  const Value fill = arg(a, 1, "fill_with", Value::none());
+  const ValueList items = v.iterate();
+  in.step(int64_t(items.size()) + n);
+  const int64_t len = int64_t(items.size()), per = len / n, extra = len % n;
+  ValueList out;
+  int64_t offset = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t start = offset + i * per;
+    if (i < extra) ++offset;
+    const int64_t end = offset + (i + 1) * per;
+    ValueList part(items.begin() + start, items.begin() + end);
+    if (!fill.is_none() && i >= extra) part.push_back(fill);
+    out.push_back(Value::list(std::move(part)));
+  }
+  return Value::list(std::move(out));
+}
+
+Value f_striptags(Interp&, const Value& v, Args&) {
+  // Markup.striptags: comments and tags removed, entities unescaped, whitespace collapsed.
+  const std::string s = soft_str(v);
+  std::string text;
+  for (size_t i = 0; i < s.size();) {
+    if (s.compare(i, 4, "<!--") == 0) {
+      const size_t e = s.find("-->", i + 4);
+      if (e == std::string::npos) {
+        text.append(s, i, std::string::npos);
+        break;
+      }
+      i = e + 3;
+    } else if (s[i] == '<' && i + 1 < s.size() && s.find('>', i + 1) != std::string::npos) {
+      i = s.find('>', i + 1) + 1;
+    } else {
+      text += s[i++];
+    }
+  }
+  static const std::pair<const char*, const char*> kEntities[] = {
+      {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&#34;", "\""},
+      {"&#39;", "'"}, {"&apos;", "'"}, {"&nbsp;", "\u00a0"}};
+  for (const auto& [from, to] : kEntities) text = replace(text, from, to, -1);
+  std::string out;
+  for (const auto& w : split_ws(text, -1, false)) {
+    if (!out.empty()) out += ' ';
+    out += w.str();
+  }
+  return Value::string(std::move(out));
+}
+
+// groupby: (grouper, list) pairs sorted by the key; the pairs answer .grouper and .list too.
+Value f_groupby(Interp& in, const Value& v, Args& a) {
+  const Value attribute = arg(a, 0, "attribute");
+  const Value def = arg(a, 1, "default", Value::none());
+  const bool cs = arg(a, 2, "case_sensitive", Value::boolean(false)).truthy();
+  ValueList items = v.iterate();
+  std::vector<std::pair<Value, Value>> keyed;  // (sort key, item)
+  for (const auto& item : items) {
+    in.step();
+    Value k = attr_path(in, item, attribute);
+    if (k.is_undefined() && !def.is_none()) k = def;
+    keyed.emplace_back(k, item);
+  }
+  std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
+    return py_compare(sort_key(x.first, cs), sort_key(y.first, cs)) < 0;
+  });
+  ValueList out;
+  for (size_t i = 0; i < keyed.size();) {
+    ValueList group;
+    size_t j = i;
+    while (j < keyed.size() && py_equal(sort_key(keyed[j].first, cs), sort_key(keyed[i].first, cs)))
+      group.push_back(keyed[j++].second);
+    out.push_back(Value::tuple({keyed[i].first, Value::list(std::move(group))}));
+    i = j;
+  }
+  return Value::list(std::move(out));
+}
+
+// A filter: its function and its Python signature after the subject (positional order;
+// `required` of them must be given; variadic filters take anything).
+struct FilterDef {
+  FilterFn fn;
+  std::vector<const char*> params;
+  size_t required = 0;
+  bool variadic = false;
+};
+
+const std::map<std::string, FilterDef, std::less<>>& filter_table() {
+  using P = std::vector<const char*>;
+  static const std::map<std::string, FilterDef, std::less<>> m = {
+      {"abs", {f_abs, {}}},
+      {"attr", {f_attr, P{"name"}, 1}},
+      {"batch", {f_batch, P{"linecount", "fill_with"}, 1}},
+      {"capitalize", {f_capitalize, {}}},
+      {"center", {f_center, P{"width"}}},
+      {"count", {f_length, {}}},
+      {"d", {f_default, P{"default_value", "boolean"}}},
+      {"default", {f_default, P{"default_value", "boolean"}}},
+      {"dictsort", {f_dictsort, P{"case_sensitive", "by", "reverse"}}},
+      {"e", {f_escape, {}}},
+      {"escape", {f_escape, {}}},
+      {"first", {f_first, {}}},
+      {"float", {f_float, P{"default"}}},
+      {"forceescape", {f_escape, {}}},
+      {"format", {f_format, {}, 0, true}},
+      {"groupby", {f_groupby, P{"attribute", "default", "case_sensitive"}, 1}},
+      {"indent", {f_indent, P{"width", "first", "blank"}}},
+      {"int", {f_int, P{"default", "base"}}},
+      {"items", {f_items, {}}},
+      {"join", {f_join, P{"d", "attribute"}}},
+      {"last", {f_last, {}}},
+      {"length", {f_length, {}}},
+      {"list", {f_list, {}}},
+      {"lower", {f_lower, {}}},
+      {"map", {f_map, {}, 0, true}},
+      {"max", {f_max, P{"case_sensitive", "attribute"}}},
+      {"min", {f_min, P{"case_sensitive", "attribute"}}},
+      {"reject", {f_reject, {}, 0, true}},
+      {"rejectattr", {f_rejectattr, {}, 0, true}},
+      {"replace", {f_replace, P{"old", "new", "count"}, 2}},
+      {"reverse", {f_reverse, {}}},
+      {"round", {f_round, P{"precision", "method"}}},
+      {"safe", {f_safe, {}}},
+      {"select", {f_select, {}, 0, true}},
+      {"selectattr", {f_selectattr, {}, 0, true}},
+      {"slice", {f_slice, P{"slices", "fill_with"}, 1}},
+      {"sort", {f_sort, P{"reverse", "case_sensitive", "attribute"}}},
+      {"string", {f_string, {}}},
+      {"striptags", {f_striptags, {}}},
+      {"sum", {f_sum, P{"attribute", "start"}}},
+      {"title", {f_title, {}}},
+      {"tojson", {f_tojson, P{"ensure_ascii", "indent", "separators", "sort_keys"}}},
+      {"trim", {f_trim, P{"chars"}}},
+      {"truncate", {f_truncate, P{"length", "killwords", "end", "leeway"}}},
+      {"unique", {f_unique, P{"case_sensitive", "attribute"}}},
+      {"upper", {f_upper, {}}},
+      {"wordcount", {f_wordcount, {}}},
   };
   return m;
+}
+
+void check_signature(const std::string& name, const FilterDef& d, const Args& a) {
+  if (d.variadic) return;
+  if (a.pos.size() > d.params.size())
+    throw Error("filter '" + name + "' takes at most " + std::to_string(d.params.size()) +
+                " argument(s), " + std::to_string(a.pos.size()) + " given");
+  std::vector<bool> given(d.params.size(), false);
+  for (size_t i = 0; i < a.pos.size(); ++i) given[i] = true;
+  for (const auto& kv : a.kw) {
+    size_t i = 0;
+    while (i < d.params.size() && kv.first != d.params[i]) ++i;
+    if (i == d.params.size())
+      throw Error("filter '" + name + "' got an unexpected keyword argument '" + kv.first + "'");
+    if (given[i]) throw Error("filter '" + name + "' got multiple values for argument '" + kv.first + "'");
+    given[i] = true;
+  }
+  for (size_t i = 0; i < d.required; ++i)
+    if (!given[i])
+      throw Error("filter '" + name + "' missing required argument '" + d.params[i] + "'");
 }
 
 // ---- tests -----------------------------------------------------------------------------
@@ -1082,7 +1351,9 @@ bool t_float(Interp&, const Value& v, Args&) { return v.kind() == Kind::Float; }
 bool t_boolean(Interp&, const Value& v, Args&) { return v.kind() == Kind::Bool; }
 bool t_true(Interp&, const Value& v, Args&) { return v.kind() == Kind::Bool && v.as_bool(); }
 bool t_false(Interp&, const Value& v, Args&) { return v.kind() == Kind::Bool && !v.as_bool(); }
-bool t_callable(Interp&, const Value& v, Args&) { return v.is_callable(); }
+bool t_callable(Interp&, const Value& v, Args&) {
+  return v.is_callable() || v.is_undefined() || v.kind() == Kind::Loop;  // as Python
+}
 bool t_escaped(Interp&, const Value&, Args&) { return false; }
 int64_t int_of(const Value& v) {
   if (!v.is_int()) throw Error(std::string("expected an integer, got ") + v.type_name());
@@ -1184,7 +1455,9 @@ Value g_range(Interp& in, Args& a) {
   ValueList out;
   for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::integer(i));
   in.step(int64_t(out.size()));
-  return Value::list(std::move(out));
+  std::string repr = "range(" + std::to_string(start) + ", " + std::to_string(stop);
+  if (step != 1) repr += ", " + std::to_string(step);
+  return Value::list_printed_as(std::move(out), repr + ")");
 }
 
 Value g_dict(Interp&, Args& a) {
@@ -1267,13 +1540,14 @@ Value g_joiner(Interp&, Args& a) {
 
 }  // namespace
 
-bool has_filter(std::string_view name) { return filters().count(name) > 0; }
+bool has_filter(std::string_view name) { return filter_table().count(name) > 0; }
 bool has_test(std::string_view name) { return tests().count(name) > 0; }
 
 Value call_filter(Interp& in, const std::string& name, const Value& subject, Args& args) {
-  auto it = filters().find(name);
-  if (it == filters().end()) throw Error("no filter named '" + name + "'");
-  return it->second(in, subject, args);
+  auto it = filter_table().find(name);
+  if (it == filter_table().end()) throw Error("no filter named '" + name + "'");
+  check_signature(name, it->second, args);
+  return it->second.fn(in, subject, args);
 }
 
 bool call_test(Interp& in, const std::string& name, const Value& subject, Args& args) {

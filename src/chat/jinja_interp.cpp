@@ -220,6 +220,12 @@ Interp::Flow Interp::exec_stmt(const Stmt& s, const ScopePtr& scope, std::string
     case StmtKind::Break: return Flow::Break;
     case StmtKind::Continue: return Flow::Continue;
     case StmtKind::Scope: return exec(s.body, scope, out);
+    case StmtKind::With: {
+      auto inner = std::make_shared<Scope>();
+      inner->parent = scope;
+      for (size_t i = 0; i < s.targets.size(); ++i) inner->vars[s.targets[i]] = eval(*s.conds[i], scope);
+      return exec(s.body, inner, out);
+    }
   }
   return Flow::Normal;
 }
@@ -244,10 +250,15 @@ void bind_targets(const Stmt& s, Scope& scope, const Value& v) {
 
 Interp::Flow Interp::exec_for(const Stmt& s, const ScopePtr& scope, std::string& out) {
   const Value seq = eval(*s.expr, scope);
+  exec_loop(s, scope, seq, 0, out);
+  return Flow::Normal;
+}
+
+void Interp::exec_loop(const Stmt& s, const ScopePtr& scope, const Value& seq, int depth0,
+                       std::string& out) {
   at(s.line, s.col);
-  if (!seq.is_iterable() && seq.kind() != Kind::Namespace)
-    throw Error(std::string("'") + seq.type_name() + "' object is not iterable");
-  ValueList all = seq.kind() == Kind::Namespace ? ValueList{} : seq.iterate();
+  if (!seq.is_iterable()) throw Error(std::string("'") + seq.type_name() + "' object is not iterable");
+  ValueList all = seq.iterate();
   if (s.cond) {
     ValueList kept;
     for (auto& item : all) {
@@ -260,6 +271,7 @@ Interp::Flow Interp::exec_for(const Stmt& s, const ScopePtr& scope, std::string&
     all = std::move(kept);
   }
   auto items = std::make_shared<const ValueList>(std::move(all));
+  auto changed = std::make_shared<std::optional<ValueList>>();
   const int64_t n = int64_t(items->size());
   for (int64_t i = 0; i < n; ++i) {
     step();
@@ -270,6 +282,12 @@ Interp::Flow Interp::exec_for(const Stmt& s, const ScopePtr& scope, std::string&
     info->index0 = i;
     info->length = n;
     info->items = items;
+    info->depth0 = depth0;
+    info->last_changed = changed;
+    if (s.recursive) {
+      info->recursive = &s;
+      info->scope = scope;
+    }
     iter->vars["loop"] = Value::loop(std::move(info));
     const Flow f = exec(s.body, iter, out);
     if (f == Flow::Break) break;
@@ -277,9 +295,8 @@ Interp::Flow Interp::exec_for(const Stmt& s, const ScopePtr& scope, std::string&
   if (n == 0 && !s.else_body.empty()) {
     auto inner = std::make_shared<Scope>();
     inner->parent = scope;
-    return exec(s.else_body, inner, out);
+    exec(s.else_body, inner, out);
   }
-  return Flow::Normal;
 }
 
 void Interp::exec_set(const Stmt& s, const ScopePtr& scope, std::string& out) {
@@ -363,7 +380,11 @@ Value Interp::make_macro(const Stmt& s, const ScopePtr& scope, const Stmt* calle
     std::string out;
     in.exec(m->body, sc, out);
     return Value::string(std::move(out));
-  });
+  }, [&] {
+    std::vector<std::string> names;
+    for (const auto& p : s.params) names.push_back(p.name);
+    return names;
+  }());
 }
 
 // ---- expressions -----------------------------------------------------------------------
@@ -375,6 +396,17 @@ void Interp::eval_args(const Expr& e, const ScopePtr& scope, Args& args) {
 
 Value Interp::call(const Value& fn, Args& args) {
   if (fn.is_undefined()) undefined_error(fn);
+  if (fn.kind() == Kind::Loop) {
+    const LoopInfo& l = fn.loop_info();
+    if (!l.recursive) throw Error("'LoopContext' object is not callable (the loop is not recursive)");
+    if (args.pos.size() != 1 || !args.kw.empty()) throw Error("loop() takes exactly one argument");
+    auto scope = l.scope.lock();
+    if (!scope) throw Error("loop() called after its loop ended");
+    DepthGuard guard(*this);
+    std::string out;
+    exec_loop(*l.recursive, scope, args.pos[0], l.depth0 + 1, out);
+    return Value::string(std::move(out));
+  }
   if (!fn.is_callable()) throw Error(std::string("'") + fn.type_name() + "' object is not callable");
   return fn.fn().call(*this, args);
 }
@@ -592,8 +624,18 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
       if (name == "first") return Value::boolean(l.index0 == 0);
       if (name == "last") return Value::boolean(l.index0 + 1 == l.length);
       if (name == "length") return Value::integer(l.length);
-      if (name == "depth") return Value::integer(1);
-      if (name == "depth0") return Value::integer(0);
+      if (name == "depth") return Value::integer(l.depth0 + 1);
+      if (name == "depth0") return Value::integer(l.depth0);
+      if (name == "changed") {
+        auto state = l.last_changed;
+        return Value::function("changed", [state](Interp&, Args& a) -> Value {
+          if (state->has_value() && state->value().size() == a.pos.size() &&
+              std::equal(a.pos.begin(), a.pos.end(), state->value().begin(), py_equal))
+            return Value::boolean(false);
+          *state = a.pos;
+          return Value::boolean(true);
+        });
+      }
       if (name == "previtem")
         return l.index0 > 0 ? (*l.items)[size_t(l.index0 - 1)] : Value::undefined("there is no previous item");
       if (name == "nextitem")
@@ -608,7 +650,18 @@ Value Interp::getattr(const Value& obj, const std::string& name) {
       }
       return Value::undefined("'LoopContext object' has no attribute '" + name + "'");
     }
+    case Kind::Function:
+      if (name == "name") return Value::string(obj.fn().name);
+      if (name == "arguments") {
+        ValueList names;
+        for (const auto& a : obj.fn().arguments) names.push_back(Value::string(a));
+        return Value::tuple(std::move(names));
+      }
+      return Value::undefined("'function object' has no attribute '" + name + "'");
     default: {
+      // groupby's (grouper, list) pairs answer to those names too.
+      if (obj.kind() == Kind::Tuple && obj.items().size() == 2 && (name == "grouper" || name == "list"))
+        return obj.items()[name == "grouper" ? 0 : 1];
       Value m = bound_method(obj, name);
       if (!m.is_undefined()) return m;
       return Value::undefined("'" + std::string(obj.type_name()) + " object' has no attribute '" + name + "'");

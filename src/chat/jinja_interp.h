@@ -49,6 +49,8 @@ class Interp {
   Flow exec(const Body& body, const ScopePtr& scope, std::string& out);
   Flow exec_stmt(const Stmt& s, const ScopePtr& scope, std::string& out);
   Flow exec_for(const Stmt& s, const ScopePtr& scope, std::string& out);
+  void exec_loop(const Stmt& s, const ScopePtr& scope, const Value& seq, int depth0,
+                 std::string& out);
   void exec_set(const Stmt& s, const ScopePtr& scope, std::string& out);
   Value make_macro(const Stmt& s, const ScopePtr& scope, const Stmt* caller_of = nullptr);
   Value binary(const Expr& e, const ScopePtr& scope);

@@ -189,6 +189,21 @@ class Parser {
       expect_block_end();
       return s;
     }
+    if (tag == "with") {
+      auto s = stmt(StmtKind::With, t);
+      next();
+      while (cur().type != Tok::BlockEnd) {
+        if (!s->targets.empty()) expect_op(",");
+        s->targets.push_back(expect_name());
+        expect_op("=");
+        s->conds.push_back(expression(true));
+      }
+      next();
+      s->body = hard_body({"endwith"});
+      next();
+      expect_block_end();
+      return s;
+    }
     if (tag == "generation") {  // transformers' AssistantTracker tag: renders its body
       auto s = stmt(StmtKind::Scope, t);
       next();
@@ -257,7 +272,10 @@ class Parser {
       next();
       s->cond = expression(true);
     }
-    if (is_name("recursive")) fail("recursive for loops are not supported");
+    if (is_name("recursive")) {
+      s->recursive = true;
+      next();
+    }
     expect_block_end();
     ++loops_;
     s->body = hard_body({"endfor", "else"});

@@ -42,9 +42,16 @@ Value Value::ns(Dict d) {
   v.dict_ = std::make_shared<Dict>(std::move(d));
   return v;
 }
-Value Value::function(std::string name, std::function<Value(Interp&, Args&)> fn) {
+Value Value::function(std::string name, std::function<Value(Interp&, Args&)> fn,
+                      std::vector<std::string> arguments) {
   Value v(Kind::Function);
-  v.fn_ = std::make_shared<const Function>(Function{std::move(name), std::move(fn)});
+  v.fn_ = std::make_shared<const Function>(
+      Function{std::move(name), std::move(fn), std::move(arguments)});
+  return v;
+}
+Value Value::list_printed_as(ValueList items, std::string repr) {
+  Value v = list(std::move(items));
+  v.s_ = std::make_shared<const std::string>(std::move(repr));
   return v;
 }
 Value Value::loop(std::shared_ptr<LoopInfo> info) {
@@ -349,6 +356,10 @@ void Value::append_repr(std::string& out) const {
     case Kind::Float: out += float_repr(f_); return;
     case Kind::String: append_str_repr(out, *s_); return;
     case Kind::List: case Kind::Tuple: {
+      if (s_) {
+        out += *s_;
+        return;
+      }
       const bool tup = kind_ == Kind::Tuple;
       out += tup ? '(' : '[';
       for (size_t i = 0; i < list_->size(); ++i) {

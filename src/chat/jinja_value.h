@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -26,6 +27,7 @@ struct Args {
 struct Function {
   std::string name;
   std::function<Value(Interp&, Args&)> call;
+  std::vector<std::string> arguments;  // a macro's parameter names (macro.arguments)
 };
 
 struct Dict {
@@ -37,10 +39,15 @@ struct Dict {
 };
 
 // loop.* inside a for loop.
+struct Stmt;
+struct Scope;
 struct LoopInfo {
   int64_t index0 = 0, length = 0;
   std::shared_ptr<const ValueList> items;
   int depth0 = 0;
+  std::shared_ptr<std::optional<ValueList>> last_changed;  // loop.changed(), over iterations
+  const Stmt* recursive = nullptr;                         // a recursive loop: loop(items)
+  std::weak_ptr<Scope> scope;                              // ... runs there again
 };
 
 enum class Kind : uint8_t {
@@ -72,7 +79,10 @@ class Value {
   static Value tuple(ValueList items);
   static Value dict(Dict d = {});
   static Value ns(Dict d = {});
-  static Value function(std::string name, std::function<Value(Interp&, Args&)> fn);
+  static Value function(std::string name, std::function<Value(Interp&, Args&)> fn,
+                        std::vector<std::string> arguments = {});
+  // A list that prints as something else: Python's range objects ("range(0, 3)").
+  static Value list_printed_as(ValueList items, std::string repr);
   static Value loop(std::shared_ptr<LoopInfo> info);
   static Value from_json(const nlohmann::ordered_json& j);
 
