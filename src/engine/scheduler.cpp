@@ -10,6 +10,8 @@ namespace tf {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+// Shared prefixes shorter than this are recomputed: a copy touches every layer's rows.
+constexpr size_t kMinPrefixCopy = 16;
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -176,9 +178,30 @@ void Scheduler::admit() {
         }
       }
       if (best < 0) break;
+      // Another slot (busy or idle) may hold a longer prefix of this prompt, e.g. the same
+      // system prompt for another user: copy those positions instead of recomputing them.
+      int src = -1;
+      size_t src_len = best_len;
+      for (size_t i = 0; i < slots_.size(); ++i) {
+        if (int(i) == best) continue;
+        const auto& c = slots_[i].cached;
+        size_t n = 0;
+        const size_t lim = std::min(c.size(), s->req.prompt.size() - 1);
+        while (n < lim && c[n] == s->req.prompt[n]) ++n;
+        if (n > src_len) {
+          src = int(i);
+          src_len = n;
+        }
+      }
       queue_.pop_front();
       Slot& sl = slots_[size_t(best)];
       sl.seq = s;
+      if (src >= 0 && src_len >= best_len + kMinPrefixCopy) {
+        ctx_->kv().copy_prefix(src, best, int32_t(src_len));
+        sl.cached.assign(slots_[size_t(src)].cached.begin(), slots_[size_t(src)].cached.begin() + long(src_len));
+        best_len = src_len;
+        ++stats_.prefix_copies;
+      }
       sl.cached.resize(best_len);
       s->slot = best;
       s->prompt_done = best_len;

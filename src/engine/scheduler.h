@@ -80,6 +80,7 @@ struct SchedulerStats {
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;  // totals
   int64_t requests_done = 0, steps = 0;
   int64_t prefix_hits = 0;  // requests that reused at least one cached token
+  int64_t prefix_copies = 0;  // ... of which from another slot (copied)
 };
 
 class Scheduler {

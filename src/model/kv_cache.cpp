@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -17,7 +18,7 @@ DType parse_kv_type(const std::string& name) {
 }
 
 KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type)
-    : type_(type), n_seq_(n_seq), n_ctx_(n_ctx) {
+    : type_(type), n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), kv_dim_(kv_dim) {
   if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || kv_dim <= 0)
     throw Error("KV cache: all dimensions must be positive");
   if (type != DType::F16 && type != DType::Q8_0)
@@ -47,6 +48,25 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, 
                 " MiB: reduce the context size");
   }
   len_.assign(size_t(n_seq), 0);
+}
+
+void KvCache::copy_prefix(int64_t src, int64_t dst, int32_t n) {
+  if (src < 0 || src >= n_seq_ || dst < 0 || dst >= n_seq_ || n < 0 || n > len_[size_t(src)])
+    throw Error("KV cache: bad prefix copy");
+  if (src == dst) {
+    truncate(dst, n);
+    return;
+  }
+  for (int64_t l = 0; l < n_layer_; ++l) {
+    std::memcpy(k_.data() + index(l, dst, 0), k_.data() + index(l, src, 0), size_t(n) * row_bytes_);
+    if (type_ == DType::F16) {
+      for (int64_t i = 0; i < kv_dim_; ++i)  // values are transposed: one run per row
+        std::memcpy(v_row(l, dst, i), v_row(l, src, i), size_t(n) * sizeof(uint16_t));
+    } else {
+      std::memcpy(v_.data() + index(l, dst, 0), v_.data() + index(l, src, 0), size_t(n) * row_bytes_);
+    }
+  }
+  len_[size_t(dst)] = n;
 }
 
 }  // namespace tf

@@ -49,6 +49,9 @@ class KvCache {
   // Number of leading positions of a slot that hold valid entries.
   int32_t seq_len(int64_t seq) const { return len_[size_t(seq)]; }
   void set_seq_len(int64_t seq, int32_t n) { len_[size_t(seq)] = n; }
+  // Makes slot dst hold the first n positions of slot src (the same bits as computing them
+  // again), and nothing after: a prompt prefix cached in one slot serves another.
+  void copy_prefix(int64_t src, int64_t dst, int32_t n);
   // Forgets a slot's positions >= n (n = 0 clears it).
   void truncate(int64_t seq, int32_t n) {
     if (len_[size_t(seq)] > n) len_[size_t(seq)] = n;
@@ -60,7 +63,7 @@ class KvCache {
   }
 
   DType type_;
-  int64_t n_seq_, n_ctx_;
+  int64_t n_layer_, n_seq_, n_ctx_, kv_dim_;
   size_t row_bytes_;
   std::vector<uint8_t> k_, v_;
   std::vector<int32_t> len_;

@@ -78,6 +78,7 @@ std::string Metrics::render(const SchedulerStats* s, bool loading, size_t connec
   metric(out, "tokenfab_cached_prompt_tokens_total", "counter", "prompt tokens served from the KV cache", double(st.cached_tokens));
   metric(out, "tokenfab_completion_tokens_total", "counter", "tokens generated", double(st.completion_tokens));
   metric(out, "tokenfab_prefix_cache_hits_total", "counter", "requests that reused cached prompt tokens", double(st.prefix_hits));
+  metric(out, "tokenfab_prefix_cache_copies_total", "counter", "prefixes copied from another sequence's cache", double(st.prefix_copies));
   metric(out, "tokenfab_requests_waiting", "gauge", "requests queued for a sequence slot", double(st.waiting));
   metric(out, "tokenfab_requests_running", "gauge", "requests being decoded", double(st.running));
   metric(out, "tokenfab_kv_cache_usage_ratio", "gauge", "share of KV-cache cells in use (0-1)", kv);

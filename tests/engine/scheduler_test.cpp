@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "engine/scheduler.h"
 #include "test_util.h"
@@ -163,6 +164,59 @@ TEST_F(SchedulerTest, CancelFreesTheSlot) {
   wait(b);
   EXPECT_EQ(b.last.finish_reason, "length");
   EXPECT_EQ(sched.stats().running, 0);
+}
+
+}  // namespace
+
+namespace {
+
+// A prompt prefix held by a busy slot is copied into the new request's slot: the same
+// tokens as computing it, without recomputing.
+TEST_F(SchedulerTest, PrefixCopiedFromAnotherSlot) {
+  for (const char* model : {"models/gguf/stories260K.gguf", "models/gguf/TinyStories-656K.fixed-scores.q8_0.gguf"}) {
+    SCOPED_TRACE(model);
+    load(model);
+    const std::string system =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+        "park with her mom and dad. They were very happy and had a big red ball. ";
+    const auto pa = engine_->tokenize(system + "One day");
+    const auto pb = engine_->tokenize(system + "Her friend");
+    size_t shared = 0;
+    while (shared < pa.size() && shared < pb.size() && pa[shared] == pb[shared]) ++shared;
+    ASSERT_GE(shared, 16u);  // the scheduler copies prefixes of 16 tokens or more
+    std::vector<tf::TokenId> alone_b;
+    {
+      SchedulerParams sp;
+      sp.n_ctx = 512;
+      Scheduler fresh(engine_->model(), engine_->tokenizer(), sp);
+      Collected c;
+      fresh.submit(greedy(pb, 24), sink_for(c));
+      wait(c);
+      alone_b = c.tokens;
+    }
+    SchedulerParams sp;
+    sp.n_parallel = 2;
+    sp.n_ctx = 512;
+    Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+    Collected a, b;
+    GenRequest ra = greedy(pa, 200);
+    ra.ignore_eos = true;
+    sched.submit(ra, sink_for(a));
+    // Wait until A's prompt is in its slot (it produced a token), then send B.
+    for (int i = 0; i < 2000; ++i) {
+      {
+        std::lock_guard<std::mutex> lk(a.mu);
+        if (!a.tokens.empty()) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    sched.submit(greedy(pb, 24), sink_for(b));
+    wait(b);
+    EXPECT_EQ(b.last.usage.cached_tokens, int64_t(shared));
+    EXPECT_EQ(b.tokens, alone_b);
+    EXPECT_EQ(sched.stats().prefix_copies, 1);
+    wait(a);
+  }
 }
 
 }  // namespace
