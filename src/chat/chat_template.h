@@ -27,10 +27,10 @@ const std::string& default_template();
 
 // What a template is rendered with.
 struct ChatInputs {
-  nlohmann::json messages = nlohmann::json::array();  // OpenAI chat messages
-  nlohmann::json tools;                  // null, or an array of OpenAI tool definitions
+  jinja::Json messages = jinja::Json::array();  // OpenAI chat messages
+  jinja::Json tools;                  // null, or an array of OpenAI tool definitions
   bool add_generation_prompt = true;
-  nlohmann::json extra = nlohmann::json::object();  // further variables: enable_thinking, ...
+  jinja::Json extra = jinja::Json::object();  // further variables: enable_thinking, ...
 };
 
 class ChatTemplate {
@@ -58,11 +58,11 @@ class ChatTemplate {
   // content parts are joined with "\n" (text parts only) unless takes_content_parts(); a
   // missing content stays missing, null stays null. Throws tf::Error on a malformed message
   // (not an object, no role, content of a wrong type), naming the message index.
-  nlohmann::json normalize(const nlohmann::json& messages) const;
+  jinja::Json normalize(const jinja::Json& messages) const;
 
   // The variables of a render: messages (normalized), tools (null when absent),
   // add_generation_prompt, bos_token, eos_token, documents (null), and the extras.
-  nlohmann::json variables(const ChatInputs& in) const;
+  jinja::Json variables(const ChatInputs& in) const;
 
   // normalize + render. Throws tf::Error for template errors (raise_exception included).
   std::string apply(const ChatInputs& in, const jinja::Limits& limits = {}) const;

@@ -17,6 +17,10 @@
 
 namespace tf::jinja {
 
+// JSON with object keys in insertion order, as Python's dicts keep them (tool schemas printed
+// by tojson must come out in the order they were given).
+using Json = nlohmann::ordered_json;
+
 struct Limits {
   int64_t max_output_bytes = int64_t(64) << 20;  // the rendered text and any one string value
   int64_t max_steps = 20'000'000;                // loop iterations + calls + output writes
@@ -38,7 +42,7 @@ class Template {
   // globals range, dict, namespace, raise_exception, strftime_now, cycler and joiner exist.
   // Throws tf::Error on a runtime error (raise_exception, undefined attribute of undefined,
   // type errors as Python raises them) or when a limit is hit.
-  std::string render(const nlohmann::json& vars, const Limits& limits = {}) const;
+  std::string render(const Json& vars, const Limits& limits = {}) const;
 
   // True if the template reads the named attribute/item of something in a for-loop iterable
   // or in an `is string` / `is iterable` / `is mapping` test, e.g. `for part in
