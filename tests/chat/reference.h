@@ -16,11 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "chat/jinja.h"
 #include "test_util.h"
 
 namespace tf::chat::test {
 
-using nlohmann::json;
+// Ordered, as the interpreter's variables are (Python dicts keep insertion order); the jobs
+// file hands jinja2 the same order.
+using json = tf::jinja::Json;
 
 // The interpreter the reference must run under: Debian's, with python3-jinja2 (3.1.2). The
 // pyenv python3 on PATH has no jinja2, or another version.

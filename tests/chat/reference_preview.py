@@ -72,14 +72,6 @@ def normalize(messages, parts):
     return out
 
 
-def sort_keys(v):  # nlohmann::json keeps object keys sorted
-    if isinstance(v, dict):
-        return {k: sort_keys(v[k]) for k in sorted(v)}
-    if isinstance(v, list):
-        return [sort_keys(x) for x in v]
-    return v
-
-
 def main(argv):
     shared = argv[1] if len(argv) > 1 and not argv[1].startswith("--") else \
         os.path.join(HERE, "..", "..", "..", "shared")
@@ -97,7 +89,7 @@ def main(argv):
                      "tools": conv.get("tools"), "add_generation_prompt": gen,
                      "bos_token": "<s>", "eos_token": "</s>", "documents": None}
                 v.update(conv.get("extra", {}))
-                jobs.append({"template": src, "vars": sort_keys(v)})
+                jobs.append({"template": src, "vars": v})
                 keys.append((tname, cname, gen))
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(jobs, f)

@@ -94,8 +94,8 @@ std::vector<Conversation> conversations() {
 
 // One render: what jinja2 did, and what we did.
 struct Job {
-  size_t tmpl, conv;
-  bool gen;
+  size_t tmpl = 0, conv = 0;
+  bool gen = false;
   RefResult ref;
   bool ok = false;
   std::string text;      // our render, or our error
@@ -173,7 +173,10 @@ Comparison compute() {
         in.tools = r.convs[c].tools;
         in.add_generation_prompt = gen;
         in.extra = r.convs[c].extra;
-        Job job{t, c, gen, {}, false, "", false};
+        Job job;
+        job.tmpl = t;
+        job.conv = c;
+        job.gen = gen;
         json vars;
         std::string vars_error;
         if (ct) {
