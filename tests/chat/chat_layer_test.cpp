@@ -67,10 +67,9 @@ TEST(ChatLayer, MalformedMessagesNameTheIndex) {
 }
 
 TEST(ChatLayer, VariablesFollowTransformers) {
-  ChatTemplate t(
-      "{{ tools is none }}|{{ documents is none }}|{{ add_generation_prompt }}|"
-      "{{ bos_token }}{{ eos_token }}|{{ enable_thinking }}",
-      "<s>", "</s>");
+  ChatTemplate t("{{ tools is none }}|{{ documents is none }}|{{ add_generation_prompt }}|"
+                 "{{ bos_token }}{{ eos_token }}|{{ enable_thinking }}",
+                 "<s>", "</s>");
   ChatInputs in;
   in.add_generation_prompt = false;
   in.extra = Json::parse(R"({"enable_thinking": false})");
@@ -80,8 +79,7 @@ TEST(ChatLayer, VariablesFollowTransformers) {
 TEST(ChatLayer, DefaultTemplateIsChatML) {
   ChatTemplate t(tf::chat::default_template(), "", "");
   ChatInputs in;
-  in.messages =
-      Json::parse(R"([{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+  in.messages = Json::parse(R"([{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
       {"role": "assistant", "content": null, "tool_calls": [{"type": "function",
         "function": {"name": "f", "arguments": "{\"x\": 1}"}}]},
       {"role": "tool", "content": "R"}])");
@@ -93,8 +91,7 @@ TEST(ChatLayer, DefaultTemplateIsChatML) {
 
 TEST(ChatLayer, TemplateFromModelFile) {
   TF_REQUIRE_SHARED("models/vocab/ggml-vocab-phi-3.gguf");
-  const auto file =
-      tf::gguf::File::open(tf::test::shared_path("models/vocab/ggml-vocab-phi-3.gguf"));
+  const auto file = tf::gguf::File::open(tf::test::shared_path("models/vocab/ggml-vocab-phi-3.gguf"));
   const auto tok = tf::Tokenizer::from_gguf(*file);
   const ChatTemplate t = ChatTemplate::from_model(*file, *tok);
   EXPECT_EQ(t.source(), file->get_string("tokenizer.chat_template"));
@@ -112,8 +109,7 @@ TEST(ChatLayer, TemplateFromModelFile) {
 
 TEST(ChatLayer, PromptTokensParseSpecialsAndNeverDoubleBos) {
   TF_REQUIRE_SHARED("models/vocab/ggml-vocab-phi-3.gguf");
-  const auto file =
-      tf::gguf::File::open(tf::test::shared_path("models/vocab/ggml-vocab-phi-3.gguf"));
+  const auto file = tf::gguf::File::open(tf::test::shared_path("models/vocab/ggml-vocab-phi-3.gguf"));
   const auto tok = tf::Tokenizer::from_gguf(*file);
   ASSERT_TRUE(tok->add_bos());
   const auto plain = tf::chat::tokenize_prompt(*tok, "<|user|>\nHi<|end|>\n");

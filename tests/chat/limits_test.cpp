@@ -25,8 +25,8 @@ std::string error_of(const std::string& src, const tf::jinja::Limits& limits = {
 
 void expect_error(const std::string& src, const std::string& needle) {
   const std::string err = error_of(src);
-  EXPECT_NE(err.find(needle), std::string::npos)
-      << "template: " << src.substr(0, 80) << "\nerror: " << err;
+  EXPECT_NE(err.find(needle), std::string::npos) << "template: " << src.substr(0, 80)
+                                                 << "\nerror: " << err;
   EXPECT_EQ(err.rfind("template line ", 0), 0u) << err;
 }
 
@@ -37,17 +37,16 @@ TEST(JinjaLimits, HugeRangeIsRefusedLikeTheSandbox) {
 TEST(JinjaLimits, NestedLoopsRunOutOfSteps) {
   tf::jinja::Limits l;
   l.max_steps = 100000;
-  const std::string err = error_of(
-      "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", l);
+  const std::string err =
+      error_of("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", l);
   EXPECT_NE(err.find("too much work"), std::string::npos) << err;
 }
 
 TEST(JinjaLimits, StringMultiplicationIsBounded) {
   expect_error("{{ 'a' * 10**12 }}", "output too large");
-  expect_error(
-      "{% set ns = namespace(s='xy') %}{% for i in range(80) %}{% set ns.s = ns.s ~ ns.s %}"
-      "{% endfor %}{{ ns.s | length }}",
-      "output too large");
+  expect_error("{% set ns = namespace(s='xy') %}{% for i in range(80) %}{% set ns.s = ns.s ~ ns.s %}"
+               "{% endfor %}{{ ns.s | length }}",
+               "output too large");
   expect_error("{{ [1, 2] * 10**12 }}", "too much work");
   expect_error("{{ 'x' | indent(10**15) }}", "output too large");
 }
@@ -62,8 +61,7 @@ TEST(JinjaLimits, DeepNestingIsAParseError) {
   std::string ifs;
   for (int i = 0; i < 5000; ++i) ifs += "{% if true %}";
   expect_error(ifs, "nested too deeply");
-  expect_error("{{ " + std::string(10000, '[') + std::string(10000, ']') + " }}",
-               "nested too deeply");
+  expect_error("{{ " + std::string(10000, '[') + std::string(10000, ']') + " }}", "nested too deeply");
   std::string nots = "{{ ";
   for (int i = 0; i < 10000; ++i) nots += "not ";
   expect_error(nots + "x }}", "nested too deeply");
