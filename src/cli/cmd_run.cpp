@@ -13,11 +13,7 @@ namespace {
 struct RunArgs {
   std::string model, prompt;
   int n_predict = 128;
-  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f;
-  int top_k = 40;
-  float repeat_penalty = 1.0f, freq_penalty = 0.f, presence_penalty = 0.f;
-  int repeat_last_n = 64;
-  int64_t seed = -1;
+  SamplingArgs sampling;
   int threads = 0;
   int64_t ctx = 0;
   bool json = false, ignore_eos = false, mmap = false;
@@ -34,16 +30,7 @@ int run(const RunArgs& a) {
   GenerateOptions go;
   go.n_predict = a.n_predict;
   go.ignore_eos = a.ignore_eos;
-  SamplingParams& s = go.sampling;
-  s.temperature = a.temp;
-  s.top_k = a.top_k;
-  s.top_p = a.top_p;
-  s.min_p = a.min_p;
-  s.repeat_penalty = a.repeat_penalty;
-  s.frequency_penalty = a.freq_penalty;
-  s.presence_penalty = a.presence_penalty;
-  s.penalty_last_n = a.repeat_last_n;
-  if (a.seed >= 0) s.seed = uint64_t(a.seed);
+  go.sampling = a.sampling.params();
 
   std::function<bool(const std::string&)> stream;
   if (!a.json) {
@@ -61,7 +48,10 @@ int run(const RunArgs& a) {
     j["tokens"] = g.tokens;
     j["text"] = g.text;
     j["stop_reason"] = g.stop_reason;
-    j["timings"] = {{"prompt_n", t.prompt_tokens},   {"prompt_ms", t.prompt_ms},
+    // As llama.cpp's server reports them: prompt_n tokens processed, cache_n served from the
+    // KV cache (always 0 here: a fresh engine per run).
+    j["timings"] = {{"prompt_n", t.prompt_tokens},   {"cache_n", t.cached_tokens},
+                    {"prompt_ms", t.prompt_ms},
                     {"prompt_per_second", t.prompt_tps()}, {"predicted_n", t.gen_tokens},
                     {"predicted_ms", t.gen_ms},      {"predicted_per_second", t.gen_tps()},
                     {"threads", engine->n_threads()}};
@@ -83,20 +73,7 @@ Runner add_run(CLI::App& app) {
   c->add_option("-p,--prompt", a->prompt, "prompt text (special tokens are parsed)");
   c->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1: until EOS / full)")
       ->check(CLI::Range(-1, 1 << 30));
-  c->add_option("--temp", a->temp, "temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
-  c->add_option("--top-k", a->top_k, "top-k (0 = off)")->check(CLI::Range(0, 1 << 30));
-  c->add_option("--top-p", a->top_p, "top-p (1 = off)")->check(CLI::Range(0.0, 1.0));
-  c->add_option("--min-p", a->min_p, "min-p (0 = off)")->check(CLI::Range(0.0, 1.0));
-  c->add_option("--repeat-penalty", a->repeat_penalty, "repetition penalty (1 = off)")
-      ->check(CLI::Range(0.01, 100.0));
-  c->add_option("--repeat-last-n", a->repeat_last_n, "tokens the penalties look back (-1 = all)")
-      ->check(CLI::Range(-1, 1 << 30));
-  c->add_option("--frequency-penalty", a->freq_penalty, "frequency penalty")
-      ->check(CLI::Range(-2.0, 2.0));
-  c->add_option("--presence-penalty", a->presence_penalty, "presence penalty")
-      ->check(CLI::Range(-2.0, 2.0));
-  c->add_option("--seed", a->seed, "random seed (-1 = random)")
-      ->check(CLI::Range(int64_t(-1), int64_t(0xFFFFFFFE)));
+  add_sampling_options(c, a->sampling);
   c->add_option("-t,--threads", a->threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
   c->add_option("-c,--ctx-size", a->ctx, "context size (0 = model's, at most 4096)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 24));

@@ -3,9 +3,20 @@
 #include <cstdio>
 #include <exception>
 #include <map>
+#include <string>
 
 #include "cli/commands.h"
 #include "util/error.h"
+
+namespace {
+// One line, whatever the message holds (a template's raise_exception text may span several).
+void print_error(const char* what) {
+  std::string msg = what;
+  for (size_t i = 0; (i = msg.find_first_of("\r\n", i)) != std::string::npos;)
+    msg.replace(i, 1, msg[i] == '\n' ? "\\n" : "\\r");
+  std::fprintf(stderr, "error: %s\n", msg.c_str());
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"tokenfab: run open-weight language models from GGUF files"};
@@ -24,6 +35,9 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_membw);
   reg(tf::cli::add_synth);
   reg(tf::cli::add_quantize);
+  reg(tf::cli::add_template);
+  reg(tf::cli::add_chat);
+  reg(tf::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -39,11 +53,11 @@ int main(int argc, char** argv) {
       if (sub->parsed()) return run();
     return 1;
   } catch (const tf::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    print_error(e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory\n");
+    print_error("out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    print_error(e.what());
   }
   return 1;
 }

@@ -2,7 +2,9 @@
 #include <chrono>
 #include <cmath>
 #include <thread>
+#include <utility>
 
+#include "engine/prompt_slices.h"
 #include "tokenfab/tokenfab.h"
 
 namespace tf {
@@ -66,16 +68,49 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
                 " (use a larger -c or a shorter prompt)");
   Sampler sampler(opts.sampling);
   for (TokenId t : g.prompt_ids) sampler.accept(t);
-  ctx_->kv().truncate(0, 0);
 
-  // Prompt: one batch, logits for the last token only.
+  // The ids in the cache are taken out of cached_ids_ while they change, so that an exception
+  // (a bad id, a throwing callback) leaves the bookkeeping empty, never wrong: the next call
+  // then starts from an empty cache.
+  std::vector<TokenId> cached = std::move(cached_ids_);
+  cached_ids_.clear();
+  size_t n_exact = std::exchange(n_exact_, 0);
+  if (int64_t(cached.size()) > ctx_->kv().seq_len(0)) {  // (cannot happen)
+    cached.clear();
+    n_exact = 0;
+  }
+  const size_t n_prompt = g.prompt_ids.size();
+  size_t keep = 0;
+  if (opts.reuse_cache) {
+    const size_t n = std::min(cached.size(), n_prompt);
+    while (keep < n && cached[keep] == g.prompt_ids[keep]) ++keep;
+    if (!opts.reuse_generated) {
+      // Only positions computed by the batch kernels, as a fresh run computes them, and a
+      // suffix of two tokens or more, which goes through them too.
+      keep = std::min(keep, n_exact);
+      if (n_prompt >= 2) keep = std::min(keep, n_prompt - 2);
+    }
+    // The last prompt token is always processed: its logits choose the first new token.
+    if (keep == n_prompt) --keep;
+  }
+  ctx_->kv().truncate(0, int32_t(keep));
+  cached.resize(keep);
+
+  // Prompt (the part not in the cache), logits for the last token only.
   auto t0 = Clock::now();
   Batch batch;
-  for (size_t i = 0; i < g.prompt_ids.size(); ++i)
-    batch.add(g.prompt_ids[i], int32_t(i), 0, i + 1 == g.prompt_ids.size());
-  ctx_->decode(batch);
+  bool batched = true;  // every position went through the batch kernels (see prompt_slices)
+  for (const auto& [b, e] : prompt_slices(keep, n_prompt, opts_.n_batch)) {
+    batch.clear();
+    for (size_t i = b; i < e; ++i) batch.add(g.prompt_ids[i], int32_t(i), 0, i + 1 == n_prompt);
+    ctx_->decode(batch);
+    batched = batched && e - b >= 2;
+  }
+  cached.insert(cached.end(), g.prompt_ids.begin() + std::ptrdiff_t(keep), g.prompt_ids.end());
+  n_exact = keep <= n_exact && batched ? n_prompt : std::min(n_exact, keep);
   g.timings.prompt_ms = ms_since(t0);
-  g.timings.prompt_tokens = int64_t(g.prompt_ids.size());
+  g.timings.prompt_tokens = int64_t(n_prompt - keep);
+  g.timings.cached_tokens = int64_t(keep);
 
   StreamDecoder dec(*tok_);
   std::vector<float> logits(size_t(ctx_->n_vocab()));
@@ -110,13 +145,24 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
     batch.clear();
     batch.add(tok, pos++, 0, true);
     ctx_->decode(batch);
+    cached.push_back(tok);
   }
+  // The cache now holds the prompt and every generated token but the last (sampled, never
+  // decoded); the generated ones went through the one-token kernels.
+  cached_ids_ = std::move(cached);
+  n_exact_ = n_exact;
   const std::string rest = dec.flush();
   g.text += rest;
   if (on_text && !rest.empty()) on_text(rest);
   g.timings.gen_ms = ms_since(t0);
   g.timings.gen_tokens = int64_t(g.tokens.size());
   return g;
+}
+
+void Engine::clear_cache() {
+  cached_ids_.clear();
+  n_exact_ = 0;
+  ctx_->kv().truncate(0, 0);
 }
 
 PerplexityResult Engine::perplexity(const std::string& text_in, int64_t n_ctx) {
@@ -131,6 +177,8 @@ PerplexityResult Engine::perplexity(const std::string& text_in, int64_t n_ctx) {
   if (n_chunks == 0)
     throw Error("perplexity: the text has " + std::to_string(r.n_tokens) +
                 " tokens, fewer than one window of " + std::to_string(n_ctx));
+  // A context of its own (sized for the window): the generation cache in ctx_, and
+  // cached_ids_ with it, stay as they are.
   ContextParams cp;
   cp.n_ctx = n_ctx;
   cp.n_batch = opts_.n_batch;

@@ -1,61 +1,19 @@
 // The tokenfab binary as a user runs it: outputs, exit codes, and one clear line on stderr for
 // every kind of bad input.
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "test_util.h"
+#include "cli/cli_test_util.h"
 #include "tokenfab/tokenfab.h"
 
 namespace {
 
 using nlohmann::json;
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-std::string tmp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("tokenfab_cli_" + std::to_string(getpid()) + "_" + name)).string();
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Result run(const std::vector<std::string>& args) {
-  std::string cmd = TF_CLI_PATH;
-  for (const auto& a : args) cmd.append(" ").append(quote(a));  // (GCC 12 warns falsely on " " + ...)
-  const std::string err_file = tmp_path("stderr");
-  cmd += " 2>" + err_file;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.err = tf::test::read_file(err_file);
-  std::filesystem::remove(err_file);
-  return r;
-}
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-// Exit code 1 and exactly one line on stderr that mentions `needle`.
-void expect_clean_error(const Result& r, const std::string& needle) {
-  EXPECT_EQ(r.code, 1) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
-}
+using tf::test::expect_clean_error;
+using tf::test::Result;
+using tf::test::run;
+using tf::test::tmp_path;
+using tf::test::write_file;
 
 const char* kStories = "models/gguf/stories260K.gguf";
 

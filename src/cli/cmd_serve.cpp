@@ -1,0 +1,42 @@
+// tokenfab serve: the OpenAI-compatible HTTP server (see src/server/server.h).
+#include <fstream>
+
+#include "cli/commands.h"
+#include "model/kv_cache.h"
+#include "server/server.h"
+#include "util/error.h"
+
+namespace tf::cli {
+
+Runner add_serve(CLI::App& app) {
+  auto* c = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  auto o = std::make_shared<server::ServeOptions>();
+  auto key_file = std::make_shared<std::string>();
+  auto kv_type = std::make_shared<std::string>("f16");
+  c->add_option("-m,--model", o->model_path, "GGUF model file")->required();
+  c->add_option("--host", o->http.host, "address to listen on (default 127.0.0.1: this machine only)");
+  c->add_option("--port", o->http.port, "port (0: any free port, printed at start)");
+  c->add_option("--api-key", o->api_key, "require this key (Authorization: Bearer KEY)");
+  c->add_option("--api-key-file", *key_file, "read the key from this file (first line)");
+  c->add_option("--parallel", o->parallel, "sequences decoded together (default 4)");
+  c->add_option("-c,--ctx-size", o->n_ctx, "context per sequence (default: the model's, up to 4096)");
+  c->add_option("-t,--threads", o->threads, "threads (default: by model size)");
+  c->add_option("--chat-template", o->chat_template_file, "Jinja chat template file (default: the model's)");
+  c->add_option("--model-id", o->model_id, "the model's name in the API (default: the file name)");
+  c->add_option("--max-queue", o->max_queue, "requests waiting for a slot before 429 (default 256)");
+  add_kv_type_option(c, *kv_type);
+  return [o, key_file, kv_type] {
+    if (!key_file->empty()) {
+      std::ifstream f(*key_file);
+      if (!f) throw Error("cannot read the API key file " + *key_file);
+      std::getline(f, o->api_key);
+      while (!o->api_key.empty() && (o->api_key.back() == '\r' || o->api_key.back() == ' '))
+        o->api_key.pop_back();
+      if (o->api_key.empty()) throw Error("the API key file " + *key_file + " is empty");
+    }
+    o->kv_type = parse_kv_type(*kv_type);
+    return server::serve(*o);
+  };
+}
+
+}  // namespace tf::cli

@@ -1,0 +1,371 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "util/error.h"
+
+namespace tf {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+}  // namespace
+
+struct Scheduler::Seq {
+  uint64_t id = 0;
+  GenRequest req;
+  GenSink sink;
+  Sampler sampler;
+  StreamDecoder dec;
+  int slot = -1;
+  size_t prompt_done = 0;  // prompt tokens whose K/V are in the slot
+  int64_t cached = 0;      // ... of which were there before this request
+  std::vector<TokenId> generated;
+  bool last_decoded = true;  // the last generated token's K/V are in the slot
+  std::string held;          // text that could still turn out to start a stop string
+  size_t max_stop = 0;
+  Clock::time_point t_submit, t_admit, t_first;
+  bool done = false;
+
+  Seq(GenRequest r, GenSink s, const Tokenizer& tok)
+      : req(std::move(r)), sink(std::move(s)), sampler(req.sampling), dec(tok) {
+    for (const auto& st : req.stop) max_stop = std::max(max_stop, st.size());
+  }
+  bool prefilling() const { return prompt_done < req.prompt.size(); }
+};
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerParams& params)
+    : model_(model), tok_(tok), p_(params) {
+  if (p_.n_parallel < 1 || p_.n_parallel > 256) throw Error("parallel sequences must be in 1..256");
+  if (p_.step_tokens < 1) throw Error("step token budget must be positive");
+  n_ctx_ = p_.n_ctx > 0 ? p_.n_ctx : std::min<int64_t>(model.config().n_ctx_train, 4096);
+  ContextParams cp;
+  cp.n_ctx = n_ctx_;
+  cp.n_seq = p_.n_parallel;
+  cp.n_batch = std::min<int64_t>(p_.step_tokens, 512);
+  cp.n_threads = p_.n_threads;
+  cp.kv_type = p_.kv_type;
+  ctx_ = std::make_unique<Context>(model, cp);
+  slots_.resize(size_t(p_.n_parallel));
+  for (TokenId id = 0; id < tok.n_vocab(); ++id)
+    if (tok.is_eog(id)) eog_.push_back(id);
+  stats_.kv_total_cells = n_ctx_ * p_.n_parallel;
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { shutdown(false); }
+
+void Scheduler::shutdown(bool drain) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    draining_ = drain;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t Scheduler::submit(GenRequest req, GenSink sink) {
+  if (req.prompt.empty()) throw Error("the prompt is empty");
+  for (TokenId t : req.prompt)
+    if (t < 0 || t >= tok_.n_vocab()) throw Error("prompt token id " + std::to_string(t) + " out of range");
+  const int64_t need = int64_t(req.prompt.size()) + std::max<int32_t>(req.max_tokens, 0);
+  if (int64_t(req.prompt.size()) >= n_ctx_ || need > n_ctx_)
+    throw Error("the prompt (" + std::to_string(req.prompt.size()) + " tokens) plus max_tokens (" +
+                std::to_string(std::max<int32_t>(req.max_tokens, 0)) +
+                ") does not fit the context of " + std::to_string(n_ctx_) + " tokens");
+  req.sampling.validate();
+  auto s = std::make_shared<Seq>(std::move(req), std::move(sink), tok_);
+  s->t_submit = Clock::now();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stopping_) throw QueueFull("the server is shutting down");
+    if (queue_.size() >= p_.max_queue) throw QueueFull("too many requests are waiting");
+    s->id = next_id_++;
+    queue_.push_back(s);
+    stats_.waiting = int64_t(queue_.size());
+  }
+  cv_.notify_all();
+  return s->id;
+}
+
+void Scheduler::cancel(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancels_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return stats_;
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      auto busy = [&] {
+        for (const auto& sl : slots_)
+          if (sl.seq) return true;
+        return false;
+      };
+      cv_.wait(lk, [&] { return stopping_ || !queue_.empty() || !cancels_.empty() || busy(); });
+      if (stopping_ && !draining_) {
+        // Cancel everything: queued first, then running.
+        std::deque<std::shared_ptr<Seq>> q;
+        q.swap(queue_);
+        lk.unlock();
+        for (auto& s : q) finish(*s, "cancelled");
+        for (auto& sl : slots_)
+          if (sl.seq) finish(*sl.seq, "cancelled");
+        return;
+      }
+      if (stopping_ && queue_.empty() && !busy()) return;
+    }
+    try {
+      step();
+    } catch (const std::exception& e) {
+      // A fault in the forward pass: every running sequence ends with the error; the
+      // scheduler keeps serving.
+      for (auto& sl : slots_)
+        if (sl.seq) finish(*sl.seq, "error", e.what());
+    }
+  }
+}
+
+void Scheduler::admit() {
+  std::vector<std::shared_ptr<Seq>> cancelled;
+  std::vector<std::shared_ptr<Seq>> admitted;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (uint64_t id : cancels_) {
+      for (auto it = queue_.begin(); it != queue_.end(); ++it)
+        if ((*it)->id == id) {
+          cancelled.push_back(*it);
+          queue_.erase(it);
+          break;
+        }
+      for (auto& sl : slots_)
+        if (sl.seq && sl.seq->id == id) cancelled.push_back(sl.seq);
+    }
+    cancels_.clear();
+    while (!queue_.empty()) {
+      // The free slot whose cache shares the longest prefix with the prompt (at least one
+      // prompt token is always processed, for the logits).
+      auto s = queue_.front();
+      int best = -1;
+      size_t best_len = 0;
+      for (size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i].seq) continue;
+        const auto& c = slots_[i].cached;
+        size_t n = 0;
+        const size_t lim = std::min(c.size(), s->req.prompt.size() - 1);
+        while (n < lim && c[n] == s->req.prompt[n]) ++n;
+        // Longest shared prefix; on a tie, the slot holding least (its cache is worth least).
+        if (best < 0 || n > best_len ||
+            (n == best_len && c.size() < slots_[size_t(best)].cached.size())) {
+          best = int(i);
+          best_len = n;
+        }
+      }
+      if (best < 0) break;
+      queue_.pop_front();
+      Slot& sl = slots_[size_t(best)];
+      sl.seq = s;
+      sl.cached.resize(best_len);
+      s->slot = best;
+      s->prompt_done = best_len;
+      s->cached = int64_t(best_len);
+      s->t_admit = Clock::now();
+      for (size_t i = 0; i < s->req.prompt.size(); ++i) s->sampler.accept(s->req.prompt[i]);
+      if (best_len > 0) ++stats_.prefix_hits;
+      stats_.cached_tokens += int64_t(best_len);
+      admitted.push_back(s);
+    }
+    stats_.waiting = int64_t(queue_.size());
+  }
+  for (auto& s : admitted) ctx_->kv().truncate(s->slot, int32_t(s->prompt_done));
+  for (auto& s : cancelled)
+    if (!s->done) finish(*s, "cancelled");
+}
+
+bool Scheduler::step() {
+  admit();
+  Batch batch;
+  std::vector<Seq*> out_seq;  // the sequence of each output row, in batch order
+  int64_t budget = p_.step_tokens;
+  // Decode tokens first: every running sequence advances by one.
+  for (auto& sl : slots_) {
+    Seq* s = sl.seq.get();
+    if (!s || s->prefilling() || s->last_decoded) continue;
+    const int32_t pos = int32_t(s->req.prompt.size() + s->generated.size() - 1);
+    batch.add(s->generated.back(), pos, s->slot, true);
+    out_seq.push_back(s);
+    --budget;
+  }
+  // Then prompt chunks, oldest request first.
+  std::vector<Seq*> pre;
+  for (auto& sl : slots_)
+    if (sl.seq && sl.seq->prefilling()) pre.push_back(sl.seq.get());
+  std::sort(pre.begin(), pre.end(), [](Seq* a, Seq* b) { return a->id < b->id; });
+  std::vector<std::pair<Seq*, size_t>> chunks;
+  for (Seq* s : pre) {
+    if (budget <= 0) break;
+    const size_t n = std::min<size_t>(size_t(budget), s->req.prompt.size() - s->prompt_done);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t at = s->prompt_done + i;
+      const bool last = at + 1 == s->req.prompt.size();
+      batch.add(s->req.prompt[at], int32_t(at), s->slot, last);
+      if (last) out_seq.push_back(s);
+    }
+    chunks.emplace_back(s, n);
+    budget -= int64_t(n);
+  }
+  if (batch.size() == 0) return false;
+  ctx_->decode(batch);
+  // The cache now holds what the batch carried.
+  for (size_t i = 0; i < batch.size(); ++i) slots_[size_t(batch.seq[i])].cached.push_back(batch.tokens[i]);
+  for (auto& sl : slots_)
+    if (sl.seq && !sl.seq->prefilling()) sl.seq->last_decoded = true;
+  for (auto& [s, n] : chunks) s->prompt_done += n;
+  for (size_t i = 0; i < out_seq.size(); ++i) on_token(*out_seq[i], -1, ctx_->logits(int64_t(i)));
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.steps;
+    int64_t used = 0, running = 0;
+    for (const auto& sl : slots_) {
+      if (!sl.seq) continue;  // an idle slot's cells only hold a reusable prefix
+      used += int64_t(sl.cached.size());
+      ++running;
+    }
+    stats_.kv_used_cells = used;
+    stats_.running = running;
+  }
+  return true;
+}
+
+void Scheduler::on_token(Seq& s, TokenId, const float* raw) {
+  if (s.done) return;
+  const int64_t nv = ctx_->n_vocab();
+  std::vector<float> logits(raw, raw + nv);
+  if (s.req.ignore_eos)
+    for (TokenId id : eog_) logits[size_t(id)] = -INFINITY;
+  const TokenId tok = s.sampler.sample(logits.data(), nv);
+  s.sampler.accept(tok);
+  if (s.generated.empty()) s.t_first = Clock::now();
+  s.generated.push_back(tok);
+  s.last_decoded = false;
+
+  GenEvent ev;
+  GenToken gt;
+  gt.id = tok;
+  gt.piece = tok_.token_to_piece(tok);
+  if (s.req.top_logprobs >= 0) {
+    std::vector<float> lsm;
+    log_softmax(raw, nv, lsm);
+    gt.logprob = lsm[size_t(tok)];
+    const int32_t k = std::min<int32_t>(s.req.top_logprobs, int32_t(nv));
+    std::vector<TokenId> ids(static_cast<size_t>(nv));
+    for (TokenId i = 0; i < nv; ++i) ids[size_t(i)] = i;
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](TokenId a, TokenId b) {
+      return lsm[size_t(a)] > lsm[size_t(b)] || (lsm[size_t(a)] == lsm[size_t(b)] && a < b);
+    });
+    for (int32_t i = 0; i < k; ++i) gt.top.push_back({ids[size_t(i)], lsm[size_t(ids[size_t(i)])]});
+  }
+  const bool eog = !s.req.ignore_eos && tok_.is_eog(tok);
+  if (!eog) s.held += s.dec.push(tok);
+  ev.tokens.push_back(std::move(gt));
+
+  std::string reason;
+  // Stop strings: the earliest match ends the text there.
+  size_t cut = std::string::npos;
+  for (const auto& st : s.req.stop) {
+    if (st.empty()) continue;
+    const size_t at = s.held.find(st);
+    if (at != std::string::npos && at < cut) cut = at;
+  }
+  const int64_t total = int64_t(s.req.prompt.size() + s.generated.size());
+  if (cut != std::string::npos) {
+    s.held.resize(cut);
+    reason = "stop";
+  } else if (eog) {
+    reason = "stop";
+  } else if (s.req.max_tokens >= 0 && int64_t(s.generated.size()) >= s.req.max_tokens) {
+    reason = "length";
+  } else if (total >= n_ctx_) {
+    reason = "length";
+  }
+  if (!reason.empty()) {
+    if (cut == std::string::npos) s.held += s.dec.flush();
+    ev.text = std::move(s.held);
+    s.held.clear();
+    s.sink(ev);
+    finish(s, reason);
+    return;
+  }
+  // Emit all but the longest tail that could begin a stop string.
+  size_t keep = 0;
+  for (const auto& st : s.req.stop)
+    for (size_t n = std::min(st.size() - 1, s.held.size()); n > keep; --n)
+      if (s.held.compare(s.held.size() - n, n, st, 0, n) == 0) {
+        keep = n;
+        break;
+      }
+  ev.text = s.held.substr(0, s.held.size() - keep);
+  s.held.erase(0, s.held.size() - keep);
+  s.sink(ev);
+}
+
+void Scheduler::finish(Seq& s, const std::string& reason, const std::string& error) {
+  if (s.done) return;
+  s.done = true;
+  // The slot's reference may be the last one: keep the sequence alive until the end.
+  std::shared_ptr<Seq> keep = s.slot >= 0 ? slots_[size_t(s.slot)].seq : nullptr;
+  const auto now = Clock::now();
+  GenEvent ev;
+  ev.done = true;
+  ev.finish_reason = reason;
+  ev.error = error;
+  GenUsage& u = ev.usage;
+  u.prompt_tokens = int64_t(s.req.prompt.size());
+  u.cached_tokens = s.cached;
+  u.completion_tokens = int64_t(s.generated.size());
+  if (s.slot >= 0) {
+    u.queue_ms = ms_between(s.t_submit, s.t_admit);
+    if (!s.generated.empty()) {
+      u.prompt_ms = ms_between(s.t_admit, s.t_first);
+      u.decode_ms = ms_between(s.t_first, now);
+    }
+  } else {
+    u.queue_ms = ms_between(s.t_submit, now);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (s.slot >= 0) {
+      Slot& sl = slots_[size_t(s.slot)];
+      // The slot keeps its K/V (the prompt, and the tokens decoded) for prefix reuse.
+      if (sl.seq.get() == &s) sl.seq.reset();
+      ctx_->kv().truncate(s.slot, int32_t(sl.cached.size()));
+    }
+    ++stats_.requests_done;
+    stats_.running = 0;
+    stats_.kv_used_cells = 0;
+    for (const auto& sl : slots_) {
+      if (!sl.seq) continue;
+      ++stats_.running;
+      stats_.kv_used_cells += int64_t(sl.cached.size());
+    }
+    stats_.prompt_tokens += u.prompt_tokens;
+    stats_.completion_tokens += u.completion_tokens;
+  }
+  s.sink(ev);
+}
+
+}  // namespace tf

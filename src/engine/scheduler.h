@@ -1,0 +1,141 @@
+// Continuous batching: many generation requests share one model context. A scheduler thread
+// runs steps; each step is one forward pass over a batch holding the next token of every
+// decoding sequence plus prompt chunks of new ones, up to a token budget, so a long prompt
+// never stalls the others' decoding. Each sequence owns a KV-cache slot; a new request takes
+// the free slot whose cached tokens share the longest prefix with its prompt and processes
+// only the rest (a system prompt or a conversation's earlier turns are not recomputed).
+//
+// Requests are admitted through a bounded queue; events (text deltas with their tokens, and
+// the final usage) are delivered to a sink on the scheduler thread. Nothing here knows HTTP.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/context.h"
+#include "sample/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tf {
+
+struct SchedulerParams {
+  int n_parallel = 4;       // sequences decoded together (KV-cache slots)
+  int64_t n_ctx = 0;        // positions per sequence; 0 = the model's (capped at 4096)
+  int64_t step_tokens = 256;  // tokens per forward step (decode tokens first, then prompts)
+  int n_threads = 1;
+  DType kv_type = DType::F16;
+  size_t max_queue = 256;   // requests waiting for a slot; more are refused (QueueFull)
+};
+
+struct GenRequest {
+  std::vector<TokenId> prompt;  // BOS included as the caller wants it
+  int32_t max_tokens = -1;      // < 0: until end of generation or the context is full
+  SamplingParams sampling;
+  std::vector<std::string> stop;  // stop strings: matched across tokens, never emitted
+  bool ignore_eos = false;
+  int32_t top_logprobs = -1;    // < 0: no logprobs; else the chosen token's and this many more
+};
+
+struct TokenLogprob {
+  TokenId id;
+  float logprob;
+};
+struct GenToken {
+  TokenId id;
+  std::string piece;  // the token's bytes (may be part of a UTF-8 character)
+  float logprob = 0;
+  std::vector<TokenLogprob> top;  // best first, when asked for
+};
+
+struct GenUsage {
+  int64_t prompt_tokens = 0;      // the whole prompt
+  int64_t cached_tokens = 0;      // ... of which came from the KV cache
+  int64_t completion_tokens = 0;
+  double queue_ms = 0, prompt_ms = 0, decode_ms = 0;
+};
+
+struct GenEvent {
+  // Text that became final with this step (complete UTF-8; stop strings held back until
+  // they are decided, never included), and the tokens generated since the last event.
+  std::string text;
+  std::vector<GenToken> tokens;
+  bool done = false;
+  std::string finish_reason;  // when done: "stop", "length", "cancelled", "error"
+  std::string error;          // when finish_reason == "error"
+  GenUsage usage;             // when done
+};
+using GenSink = std::function<void(const GenEvent&)>;
+
+struct SchedulerStats {
+  int64_t waiting = 0, running = 0;
+  int64_t kv_used_cells = 0, kv_total_cells = 0;  // used: cells of running sequences
+  int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;  // totals
+  int64_t requests_done = 0, steps = 0;
+  int64_t prefix_hits = 0;  // requests that reused at least one cached token
+};
+
+class Scheduler {
+ public:
+  struct QueueFull : std::runtime_error {
+    using std::runtime_error::runtime_error;
+  };
+
+  Scheduler(const Model& model, const Tokenizer& tok, const SchedulerParams& params);
+  ~Scheduler();  // cancels what is left and joins the thread
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  int64_t n_ctx() const { return n_ctx_; }
+  int n_parallel() const { return int(slots_.size()); }
+
+  // Queues a request and returns its id. The sink gets events on the scheduler thread and
+  // must not block. Throws tf::Error when the prompt is empty or prompt + max_tokens cannot
+  // fit a sequence's context, QueueFull when the queue is full.
+  uint64_t submit(GenRequest req, GenSink sink);
+  // Stops a request (queued or running); its sink gets a final "cancelled" event. Unknown
+  // ids (already finished) are ignored.
+  void cancel(uint64_t id);
+  SchedulerStats stats() const;
+  // Finishes running and queued requests (drain) or cancels them, then stops the thread.
+  void shutdown(bool drain);
+
+ private:
+  struct Seq;
+  struct Slot {
+    std::vector<TokenId> cached;  // tokens whose K/V the slot holds, in order
+    std::shared_ptr<Seq> seq;     // the sequence using it, or null
+  };
+
+  void loop();
+  bool step();  // one forward pass; false when there was nothing to do
+  void admit();
+  void finish(Seq& s, const std::string& reason, const std::string& error = "");
+  void on_token(Seq& s, TokenId tok, const float* logits);
+
+  const Model& model_;
+  const Tokenizer& tok_;
+  SchedulerParams p_;
+  int64_t n_ctx_;
+  std::unique_ptr<Context> ctx_;
+  std::vector<Slot> slots_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Seq>> queue_;
+  std::vector<uint64_t> cancels_;
+  bool stopping_ = false, draining_ = false;
+  uint64_t next_id_ = 1;
+  SchedulerStats stats_;
+  std::vector<TokenId> eog_;  // end-of-generation ids (masked with ignore_eos)
+  std::thread thread_;
+};
+
+}  // namespace tf

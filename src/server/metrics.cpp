@@ -1,0 +1,96 @@
+#include "server/metrics.h"
+
+#include <cstdio>
+
+namespace tf::server {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+std::string num(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+void metric(std::string& out, const std::string& name, const char* type, const std::string& help,
+            double value) {
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " + num(value) + "\n";
+}
+}  // namespace
+
+void Histogram::observe(double v) {
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t i = 0;
+  while (i < bounds_.size() && v > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += v;
+  ++n_;
+}
+
+void Histogram::write(std::string& out, const std::string& name, const std::string& help) const {
+  std::lock_guard<std::mutex> lk(mu_);
+  out += "# HELP " + name + " " + help + "\n# TYPE " + name + " histogram\n";
+  uint64_t cum = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cum += counts_[i];
+    char le[32];
+    std::snprintf(le, sizeof le, "%g", bounds_[i]);
+    out += name + "_bucket{le=\"" + le + "\"} " + std::to_string(cum) + "\n";
+  }
+  cum += counts_.back();
+  out += name + "_bucket{le=\"+Inf\"} " + std::to_string(cum) + "\n";
+  out += name + "_sum " + num(sum_) + "\n" + name + "_count " + std::to_string(n_) + "\n";
+}
+
+void Metrics::request_done(const std::string& endpoint, int status) {
+  std::lock_guard<std::mutex> lk(mu_);
+  ++requests_[{endpoint, status}];
+}
+
+void Metrics::tokens_generated(int64_t n) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const auto now = Clock::now();
+  recent_.emplace_back(now, n);
+  while (!recent_.empty() && now - recent_.front().first > std::chrono::seconds(10)) recent_.pop_front();
+}
+
+std::string Metrics::render(const SchedulerStats* s, bool loading, size_t connections) const {
+  std::string out;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    out += "# HELP tokenfab_requests_total HTTP requests by endpoint and status\n"
+           "# TYPE tokenfab_requests_total counter\n";
+    for (const auto& [k, v] : requests_)
+      out += "tokenfab_requests_total{endpoint=\"" + k.first + "\",status=\"" + std::to_string(k.second) +
+             "\"} " + std::to_string(v) + "\n";
+    int64_t toks = 0;
+    for (const auto& r : recent_) toks += r.second;
+    double span = 10;
+    if (!recent_.empty()) span = std::max(1.0, std::chrono::duration<double>(Clock::now() - recent_.front().first).count());
+    metric(out, "tokenfab_generation_tokens_per_second", "gauge",
+           "tokens generated per second over the last 10 seconds", recent_.empty() ? 0 : double(toks) / span);
+  }
+  metric(out, "tokenfab_model_loading", "gauge", "1 while the model loads", loading ? 1 : 0);
+  metric(out, "tokenfab_http_connections", "gauge", "open HTTP connections", double(connections));
+  const SchedulerStats z{};
+  const SchedulerStats& st = s ? *s : z;
+  const double kv = st.kv_total_cells ? double(st.kv_used_cells) / double(st.kv_total_cells) : 0;
+  metric(out, "tokenfab_prompt_tokens_total", "counter", "prompt tokens of finished requests", double(st.prompt_tokens));
+  metric(out, "tokenfab_cached_prompt_tokens_total", "counter", "prompt tokens served from the KV cache", double(st.cached_tokens));
+  metric(out, "tokenfab_completion_tokens_total", "counter", "tokens generated", double(st.completion_tokens));
+  metric(out, "tokenfab_prefix_cache_hits_total", "counter", "requests that reused cached prompt tokens", double(st.prefix_hits));
+  metric(out, "tokenfab_requests_waiting", "gauge", "requests queued for a sequence slot", double(st.waiting));
+  metric(out, "tokenfab_requests_running", "gauge", "requests being decoded", double(st.running));
+  metric(out, "tokenfab_kv_cache_usage_ratio", "gauge", "share of KV-cache cells in use (0-1)", kv);
+  metric(out, "tokenfab_kv_cache_cells_used", "gauge", "KV-cache cells holding tokens", double(st.kv_used_cells));
+  metric(out, "tokenfab_kv_cache_cells_total", "gauge", "KV-cache cells", double(st.kv_total_cells));
+  metric(out, "tokenfab_engine_steps_total", "counter", "forward passes of the scheduler", double(st.steps));
+  ttft_.write(out, "tokenfab_time_to_first_token_seconds", "time from request to first generated token");
+  itl_.write(out, "tokenfab_inter_token_latency_seconds", "time between consecutive generated tokens");
+  // The names vLLM exports, read by inference gateways (Gateway API Inference Extension, llm-d).
+  metric(out, "vllm:num_requests_waiting", "gauge", "requests waiting (vLLM-compatible name)", double(st.waiting));
+  metric(out, "vllm:num_requests_running", "gauge", "requests running (vLLM-compatible name)", double(st.running));
+  metric(out, "vllm:kv_cache_usage_perc", "gauge", "KV-cache usage 0-1 (vLLM-compatible name)", kv);
+  return out;
+}
+
+}  // namespace tf::server

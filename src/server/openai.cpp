@@ -1,0 +1,356 @@
+#include "server/openai.h"
+
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace tf::server {
+
+Json error_body(const ApiError& e) {
+  Json err = Json::object();
+  err["message"] = e.message;
+  err["type"] = e.type;
+  err["param"] = e.param.empty() ? Json() : Json(e.param);
+  err["code"] = e.code.empty() ? Json() : Json(e.code);
+  Json out = Json::object();
+  out["error"] = std::move(err);
+  return out;
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string& param, const std::string& msg, const std::string& code = "") {
+  ApiError e;
+  e.status = 400;
+  e.param = param;
+  e.message = msg;
+  e.code = code.empty() ? "invalid_value" : code;
+  throw e;
+}
+
+// A field, or null when absent or JSON null (both mean "not given" in the OpenAI API).
+const Json* field(const Json& body, const char* name) {
+  auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::string num_text(double v) {
+  std::ostringstream o;
+  o << v;
+  return o.str();
+}
+
+double number(const Json& body, const char* name, double lo, double hi, double def) {
+  const Json* f = field(body, name);
+  if (!f) return def;
+  if (!f->is_number()) bad(name, std::string("'") + name + "' must be a number");
+  const double v = f->get<double>();
+  if (!(v >= lo && v <= hi))
+    bad(name, std::string("'") + name + "' must be between " + num_text(lo) + " and " + num_text(hi));
+  return v;
+}
+
+int64_t integer(const Json& body, const char* name, int64_t lo, int64_t hi, int64_t def) {
+  const Json* f = field(body, name);
+  if (!f) return def;
+  if (!f->is_number_integer() && !(f->is_number_float() && std::floor(f->get<double>()) == f->get<double>() &&
+                                   std::fabs(f->get<double>()) < 9e18))
+    bad(name, std::string("'") + name + "' must be an integer");
+  const int64_t v = f->is_number_unsigned() && f->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX
+                    : f->is_number_float()                                                ? int64_t(f->get<double>())
+                                                                                          : f->get<int64_t>();
+  if (v < lo || v > hi)
+    bad(name, std::string("'") + name + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+  return v;
+}
+
+bool boolean(const Json& body, const char* name, bool def) {
+  const Json* f = field(body, name);
+  if (!f) return def;
+  if (!f->is_boolean()) bad(name, std::string("'") + name + "' must be a boolean");
+  return f->get<bool>();
+}
+
+// Fields shared by both endpoints: sampling, limits, stop strings, n, stream.
+void common(const Json& b, ApiRequest& r, GenRequest& g, int64_t n_ctx) {
+  if (const Json* m = field(b, "model")) {
+    if (!m->is_string()) bad("model", "'model' must be a string");
+    r.model = m->get<std::string>();
+  }
+  SamplingParams& s = g.sampling;
+  s.temperature = float(number(b, "temperature", 0, 2, 1.0));
+  s.top_p = float(number(b, "top_p", 0, 1, 1.0));
+  s.top_k = int32_t(integer(b, "top_k", -1, 1 << 20, 0));
+  s.min_p = float(number(b, "min_p", 0, 1, 0.0));
+  s.presence_penalty = float(number(b, "presence_penalty", -2, 2, 0));
+  s.frequency_penalty = float(number(b, "frequency_penalty", -2, 2, 0));
+  s.repeat_penalty = float(number(b, "repetition_penalty", 0.01, 10, 1.0));
+  s.penalty_last_n = -1;  // OpenAI's penalties count every generated token
+  const int64_t seed = integer(b, "seed", INT64_MIN, INT64_MAX, -1);
+  const bool has_seed = field(b, "seed") != nullptr;
+  s.seed = has_seed ? uint64_t(seed) : uint64_t(std::random_device{}()) << 32 | std::random_device{}();
+  int64_t max_tokens = integer(b, "max_tokens", 1, INT32_MAX, -1);
+  max_tokens = integer(b, "max_completion_tokens", 1, INT32_MAX, max_tokens);
+  g.max_tokens = int32_t(max_tokens);
+  if (const Json* st = field(b, "stop")) {
+    if (st->is_string()) {
+      g.stop.push_back(st->get<std::string>());
+    } else if (st->is_array()) {
+      if (st->size() > 16) bad("stop", "'stop' takes at most 16 strings");
+      for (const auto& x : *st) {
+        if (!x.is_string()) bad("stop", "'stop' must be a string or an array of strings");
+        g.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      bad("stop", "'stop' must be a string or an array of strings");
+    }
+    for (const auto& x : g.stop)
+      if (x.empty()) bad("stop", "stop strings must not be empty");
+  }
+  g.ignore_eos = boolean(b, "ignore_eos", false);
+  r.n = int(integer(b, "n", 1, 16, 1));
+  r.stream = boolean(b, "stream", false);
+  if (const Json* so = field(b, "stream_options")) {
+    if (!so->is_object()) bad("stream_options", "'stream_options' must be an object");
+    r.include_usage = boolean(*so, "include_usage", false);
+  }
+  (void)n_ctx;
+}
+
+// prompt + max_tokens must fit; never truncated.
+void check_fit(const GenRequest& g, int64_t n_ctx) {
+  const int64_t p = int64_t(g.prompt.size());
+  if (p >= n_ctx)
+    bad("messages", "this model's context is " + std::to_string(n_ctx) + " tokens; the prompt has " +
+                        std::to_string(p) + " (leave room for at least one generated token)",
+        "context_length_exceeded");
+  if (g.max_tokens > 0 && p + g.max_tokens > n_ctx)
+    bad("max_tokens", "this model's context is " + std::to_string(n_ctx) + " tokens; the prompt has " +
+                          std::to_string(p) + " and max_tokens asks for " + std::to_string(g.max_tokens) +
+                          " more",
+        "context_length_exceeded");
+}
+
+// n choices of one prompt: seeds differ per choice (so that they differ) but stay
+// reproducible from the request's seed.
+void fan_out(ApiRequest& r, const GenRequest& g, int prompt_index) {
+  for (int i = 0; i < r.n; ++i) {
+    GenRequest c = g;
+    c.sampling.seed = g.sampling.seed + uint64_t(i);
+    r.gens.push_back(std::move(c));
+    r.prompt_of.push_back(prompt_index);
+  }
+}
+
+}  // namespace
+
+ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl, const Tokenizer& tok,
+                      int64_t n_ctx) {
+  if (!b.is_object()) bad("", "the request body must be a JSON object");
+  ApiRequest r;
+  r.chat = true;
+  GenRequest g;
+  common(b, r, g, n_ctx);
+  r.logprobs = boolean(b, "logprobs", false);
+  r.top_logprobs = int(integer(b, "top_logprobs", 0, 20, 0));
+  if (field(b, "top_logprobs") && !r.logprobs)
+    bad("top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
+  g.top_logprobs = r.logprobs ? r.top_logprobs : -1;
+  const Json* msgs = field(b, "messages");
+  if (!msgs) bad("messages", "'messages' is required");
+  if (!msgs->is_array()) bad("messages", "'messages' must be an array");
+  if (msgs->empty()) bad("messages", "'messages' must not be empty");
+  chat::ChatInputs in;
+  in.messages = *msgs;
+  if (const Json* tools = field(b, "tools")) {
+    if (!tools->is_array()) bad("tools", "'tools' must be an array");
+    if (!tools->empty()) in.tools = *tools;
+  }
+  if (const Json* kw = field(b, "chat_template_kwargs")) {
+    if (!kw->is_object()) bad("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    in.extra = *kw;
+  }
+  in.add_generation_prompt = true;
+  std::string prompt;
+  try {
+    prompt = tmpl.apply(in);
+  } catch (const Error& e) {
+    bad("messages", std::string("the chat template failed on these messages: ") + e.what(), "template_error");
+  }
+  g.prompt = chat::tokenize_prompt(tok, prompt);
+  check_fit(g, n_ctx);
+  fan_out(r, g, 0);
+  return r;
+}
+
+ApiRequest parse_completion(const Json& b, const Tokenizer& tok, int64_t n_ctx) {
+  if (!b.is_object()) bad("", "the request body must be a JSON object");
+  ApiRequest r;
+  r.chat = false;
+  GenRequest g;
+  common(b, r, g, n_ctx);
+  const int64_t lp = integer(b, "logprobs", 0, 20, -1);
+  r.logprobs = lp >= 0;
+  r.top_logprobs = int(std::max<int64_t>(lp, 0));
+  g.top_logprobs = int32_t(lp);
+  if (boolean(b, "echo", false)) bad("echo", "'echo' is not supported");
+  if (g.max_tokens < 0) g.max_tokens = int32_t(integer(b, "max_tokens", 1, INT32_MAX, 16));  // OpenAI's default
+  const Json* p = field(b, "prompt");
+  if (!p) bad("prompt", "'prompt' is required");
+  std::vector<std::vector<TokenId>> prompts;
+  auto ids_of = [&](const Json& arr) {
+    std::vector<TokenId> ids;
+    for (const auto& x : arr) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= tok.n_vocab())
+        bad("prompt", "token ids in 'prompt' must be integers in 0.." + std::to_string(tok.n_vocab() - 1));
+      ids.push_back(TokenId(x.get<int64_t>()));
+    }
+    return ids;
+  };
+  if (p->is_string()) {
+    prompts.push_back(tok.encode(p->get<std::string>(), true, true));
+  } else if (p->is_array() && !p->empty() && p->at(0).is_number()) {
+    prompts.push_back(ids_of(*p));
+  } else if (p->is_array() && !p->empty()) {
+    if (p->size() > 16) bad("prompt", "at most 16 prompts per request");
+    for (const auto& x : *p) {
+      if (x.is_string()) prompts.push_back(tok.encode(x.get<std::string>(), true, true));
+      else if (x.is_array()) prompts.push_back(ids_of(x));
+      else bad("prompt", "'prompt' must be a string, an array of strings, or token ids");
+    }
+  } else {
+    bad("prompt", "'prompt' must be a non-empty string, an array of strings, or token ids");
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) bad("prompt", "the prompt is empty");
+    g.prompt = prompts[i];
+    check_fit(g, n_ctx);
+    fan_out(r, g, int(i));
+  }
+  return r;
+}
+
+// ---- responses -------------------------------------------------------------------------
+
+namespace {
+Json bytes_of(const std::string& s) {
+  Json b = Json::array();
+  for (unsigned char c : s) b.push_back(int(c));
+  return b;
+}
+}  // namespace
+
+Json usage_json(const std::vector<ChoiceResult>& choices, int n_prompts) {
+  int64_t prompt = 0, cached = 0, completion = 0;
+  std::vector<bool> seen(size_t(std::max(n_prompts, 1)), false);
+  const size_t per = choices.size() / size_t(std::max(n_prompts, 1));
+  for (size_t i = 0; i < choices.size(); ++i) {
+    completion += choices[i].usage.completion_tokens;
+    const size_t p = per ? i / per : 0;
+    if (p < seen.size() && !seen[p]) {
+      seen[p] = true;
+      prompt += choices[i].usage.prompt_tokens;
+      cached += choices[i].usage.cached_tokens;
+    }
+  }
+  Json u = Json::object();
+  u["prompt_tokens"] = prompt;
+  u["completion_tokens"] = completion;
+  u["total_tokens"] = prompt + completion;
+  u["prompt_tokens_details"] = {{"cached_tokens", cached}};
+  return u;
+}
+
+Json logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<GenToken>& toks,
+                   size_t text_offset) {
+  if (r.chat) {
+    Json content = Json::array();
+    for (const auto& t : toks) {
+      Json e = Json::object();
+      e["token"] = t.piece;
+      e["logprob"] = t.logprob;
+      e["bytes"] = bytes_of(t.piece);
+      Json top = Json::array();
+      for (const auto& c : t.top) {
+        const std::string piece = tok.token_to_piece(c.id);
+        top.push_back({{"token", piece}, {"logprob", c.logprob}, {"bytes", bytes_of(piece)}});
+      }
+      e["top_logprobs"] = std::move(top);
+      content.push_back(std::move(e));
+    }
+    return {{"content", std::move(content)}};
+  }
+  Json tokens = Json::array(), lps = Json::array(), tops = Json::array(), offs = Json::array();
+  size_t off = text_offset;
+  for (const auto& t : toks) {
+    tokens.push_back(t.piece);
+    lps.push_back(t.logprob);
+    Json top = Json::object();
+    for (const auto& c : t.top) top[tok.token_to_piece(c.id)] = c.logprob;
+    tops.push_back(std::move(top));
+    offs.push_back(off);
+    off += t.piece.size();
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
+
+Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string& id,
+                   int64_t created, const std::vector<ChoiceResult>& choices) {
+  Json out = Json::object();
+  out["id"] = id;
+  out["object"] = r.chat ? "chat.completion" : "text_completion";
+  out["created"] = created;
+  out["model"] = r.model;
+  out["system_fingerprint"] = "tokenfab";
+  Json cs = Json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceResult& c = choices[i];
+    Json ch = Json::object();
+    ch["index"] = i;
+    if (r.chat) {
+      ch["message"] = {{"role", "assistant"}, {"content", c.text}};
+    } else {
+      ch["text"] = c.text;
+    }
+    ch["logprobs"] = r.logprobs ? logprobs_json(r, tok, c.tokens, 0) : Json();
+    ch["finish_reason"] = c.finish_reason;
+    cs.push_back(std::move(ch));
+  }
+  out["choices"] = std::move(cs);
+  int n_prompts = 1;
+  if (!r.prompt_of.empty()) n_prompts = r.prompt_of.back() + 1;
+  out["usage"] = usage_json(choices, n_prompts);
+  return out;
+}
+
+Json chunk_json(const ApiRequest& r, const Tokenizer& tok, const std::string& id, int64_t created,
+                int index, const std::string& text, const std::vector<GenToken>& toks,
+                const std::string& finish_reason, bool first, size_t text_offset) {
+  Json out = Json::object();
+  out["id"] = id;
+  out["object"] = r.chat ? "chat.completion.chunk" : "text_completion";
+  out["created"] = created;
+  out["model"] = r.model;
+  out["system_fingerprint"] = "tokenfab";
+  Json ch = Json::object();
+  ch["index"] = index;
+  if (r.chat) {
+    Json delta = Json::object();
+    if (first) delta["role"] = "assistant";
+    if (first || !text.empty()) delta["content"] = text;
+    ch["delta"] = std::move(delta);
+  } else {
+    ch["text"] = text;
+  }
+  ch["logprobs"] = r.logprobs && !toks.empty() ? logprobs_json(r, tok, toks, text_offset) : Json();
+  ch["finish_reason"] = finish_reason.empty() ? Json() : Json(finish_reason);
+  out["choices"] = Json::array({std::move(ch)});
+  if (r.include_usage) out["usage"] = nullptr;
+  return out;
+}
+
+}  // namespace tf::server

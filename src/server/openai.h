@@ -1,0 +1,65 @@
+// The OpenAI API's request and response shapes: parameters validated into engine requests
+// (a wrong type or an out-of-range value is a 400 that names the field; unknown fields are
+// ignored), and results written back as chat.completion / text_completion objects and their
+// streamed chunks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "chat/chat_template.h"
+#include "engine/scheduler.h"
+
+namespace tf::server {
+
+using Json = nlohmann::ordered_json;
+
+// An error with its HTTP status, in OpenAI's error shape.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string type = "invalid_request_error";
+  std::string param;  // "" = null
+  std::string code;   // "" = null
+};
+Json error_body(const ApiError& e);
+
+struct ApiRequest {
+  bool chat = true;
+  std::string model;
+  bool stream = false, include_usage = false;
+  int n = 1;
+  bool logprobs = false;    // chat: logprobs true; completions: logprobs >= 0
+  int top_logprobs = 0;
+  // One engine request per choice (and per prompt of a completions batch).
+  std::vector<GenRequest> gens;
+  std::vector<int> prompt_of;  // completions: which prompt each gen answers
+};
+
+// Validates a /v1/chat/completions body and renders its messages through the template.
+// Throws ApiError.
+ApiRequest parse_chat(const Json& body, const chat::ChatTemplate& tmpl, const Tokenizer& tok,
+                      int64_t n_ctx);
+// Validates a /v1/completions body. Throws ApiError.
+ApiRequest parse_completion(const Json& body, const Tokenizer& tok, int64_t n_ctx);
+
+// One choice's outcome.
+struct ChoiceResult {
+  std::string text;
+  std::string finish_reason;
+  std::vector<GenToken> tokens;
+  GenUsage usage;
+};
+
+Json usage_json(const std::vector<ChoiceResult>& choices, int n_prompts);
+Json logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<GenToken>& toks,
+                   size_t text_offset);
+Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string& id,
+                   int64_t created, const std::vector<ChoiceResult>& choices);
+// A streamed chunk for choice `index` (delta text, tokens, finish_reason when final).
+Json chunk_json(const ApiRequest& r, const Tokenizer& tok, const std::string& id, int64_t created,
+                int index, const std::string& text, const std::vector<GenToken>& toks,
+                const std::string& finish_reason, bool first, size_t text_offset);
+
+}  // namespace tf::server

@@ -1,0 +1,438 @@
+#include "server/server.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "chat/chat_template.h"
+#include "server/metrics.h"
+#include "server/openai.h"
+#include "tokenfab/tokenfab.h"
+#include "util/error.h"
+
+namespace tf::server {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+HttpResponse json_response(int status, const Json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = dump(body);
+  return r;
+}
+
+HttpResponse error_response(const ApiError& e) {
+  HttpResponse r = json_response(e.status, error_body(e));
+  if (e.status == 429 || e.status == 503) r.headers["Retry-After"] = "1";
+  return r;
+}
+
+ApiError api_error(int status, const std::string& type, const std::string& msg, const std::string& code = "",
+                   const std::string& param = "") {
+  ApiError e;
+  e.status = status;
+  e.type = type;
+  e.message = msg;
+  e.code = code;
+  e.param = param;
+  return e;
+}
+
+// Constant-time comparison: the time taken does not depend on where the strings differ.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? uint8_t(a[i]) : 0, y = i < b.size() ? uint8_t(b[i]) : 0;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t base = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+  char b[64];
+  std::snprintf(b, sizeof b, "%s%016llx%04llx", prefix, (unsigned long long)base,
+                (unsigned long long)(counter++ & 0xffff));
+  return b;
+}
+
+// One HTTP request's generations (n choices, or several completion prompts).
+struct Job {
+  ApiRequest api;
+  std::string id;
+  int64_t created = 0;
+  std::shared_ptr<Stream> stream;
+  std::vector<ChoiceResult> results;
+  std::vector<bool> started;
+  std::vector<size_t> offsets;      // text offsets (completions logprobs)
+  std::vector<uint64_t> ids;        // scheduler ids
+  std::vector<Clock::time_point> last_token;
+  Clock::time_point t0;
+  int remaining = 0;
+  std::string endpoint;
+  std::mutex mu;  // sinks run on the scheduler thread; on_close on the I/O thread
+};
+
+class Server {
+ public:
+  explicit Server(const ServeOptions& o) : o_(o) {
+    model_id_ = o.model_id;
+    if (model_id_.empty()) {
+      std::string base = o.model_path.substr(o.model_path.find_last_of('/') + 1);
+      if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0) base.resize(base.size() - 5);
+      model_id_ = base;
+    }
+  }
+
+  int run() {
+    // Signals go to one watcher thread: block them here, before any thread starts.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    http_ = std::make_unique<HttpServer>(o_.http, [this](const HttpRequest& r, const std::shared_ptr<Stream>& s) {
+      return handle(r, s);
+    });
+    const int port = http_->listen();
+    std::fprintf(stderr, "tokenfab: listening on http://%s:%d (model %s loading)\n", o_.http.host.c_str(), port,
+                 model_id_.c_str());
+    std::fflush(stderr);
+
+    std::thread loader([this] { load(); });
+    std::thread watcher([this, set] {
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (exiting_) return;  // our own wake-up at exit
+      std::fprintf(stderr, "tokenfab: %s: shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      shutdown();
+    });
+    http_->run();
+    // The loop ended: by shutdown(), or because loading failed.
+    if (loader.joinable()) loader.join();
+    if (!shutting_down_) {
+      // Wake the watcher so it can be joined.
+      exiting_ = true;
+      pthread_kill(watcher.native_handle(), SIGTERM);
+    }
+    watcher.join();
+    sched_.reset();
+    return exit_code_;
+  }
+
+ private:
+  void load() {
+    try {
+      LoadOptions lo;
+      lo.n_threads = o_.threads;
+      lo.n_ctx = 8;  // the engine's own context is unused by the server: keep it small
+      lo.kv_type = o_.kv_type;
+      std::fprintf(stderr, "tokenfab: loading %s\n", o_.model_path.c_str());
+      auto engine = Engine::load(o_.model_path, lo);
+      std::unique_ptr<chat::ChatTemplate> tmpl;
+      if (!o_.chat_template_file.empty()) {
+        std::ifstream f(o_.chat_template_file, std::ios::binary);
+        if (!f) throw Error("cannot read the chat template " + o_.chat_template_file);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        const Tokenizer& tok = engine->tokenizer();
+        tmpl = std::make_unique<chat::ChatTemplate>(ss.str(), tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
+                                                    tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
+      } else {
+        tmpl = std::make_unique<chat::ChatTemplate>(
+            chat::ChatTemplate::from_model(engine->model().file(), engine->tokenizer()));
+      }
+      SchedulerParams sp;
+      sp.n_parallel = o_.parallel;
+      sp.n_ctx = o_.n_ctx;
+      sp.n_threads = engine->n_threads();
+      sp.kv_type = o_.kv_type;
+      sp.max_queue = o_.max_queue;
+      auto sched = std::make_unique<Scheduler>(engine->model(), engine->tokenizer(), sp);
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        engine_ = std::move(engine);
+        tmpl_ = std::move(tmpl);
+        sched_ = std::move(sched);
+      }
+      ready_ = true;
+      std::fprintf(stderr, "tokenfab: ready: %s, %d sequences x %lld positions, %d threads\n", model_id_.c_str(),
+                   o_.parallel, (long long)sched_->n_ctx(), engine_->n_threads());
+      std::fflush(stderr);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      exit_code_ = 1;
+      http_->stop();
+    }
+  }
+
+  void shutdown() {
+    shutting_down_ = true;
+    if (sched_) sched_->shutdown(false);  // running requests end as "cancelled"
+    // Let the last chunks reach the clients, then stop the loop.
+    for (int i = 0; i < 100 && streams_open_.load() > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    http_->stop();
+  }
+
+  HttpReply reply(const HttpResponse& r) {
+    HttpReply out;
+    out.response = r;
+    return out;
+  }
+
+  HttpReply handle(const HttpRequest& req, const std::shared_ptr<Stream>& stream) {
+    std::string path = req.target.substr(0, req.target.find('?'));
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    const std::string endpoint = path;
+    HttpReply out;
+    try {
+      out = route(req, path, stream);
+    } catch (const ApiError& e) {
+      out = reply(error_response(e));
+    }
+    if (out.mode == HttpReply::Now) metrics_.request_done(endpoint_label(endpoint), out.response.status);
+    return out;
+  }
+
+  static std::string endpoint_label(const std::string& path) {
+    static const char* const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"};
+    for (const char* k : known)
+      if (path == k) return k;
+    if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";
+    return "other";
+  }
+
+  HttpReply route(const HttpRequest& req, const std::string& path, const std::shared_ptr<Stream>& stream) {
+    auto method_is = [&](const char* m) {
+      if (req.method != m)
+        throw api_error(405, "invalid_request_error", "method " + req.method + " is not allowed on " + path,
+                        "method_not_allowed");
+    };
+    if (path == "/health") {
+      method_is("GET");
+      if (shutting_down_) return reply(json_response(503, {{"status", "shutting down"}}));
+      if (!ready_) return reply(json_response(503, {{"status", "loading"}}));
+      return reply(json_response(200, {{"status", "ok"}}));
+    }
+    if (path == "/metrics") {
+      method_is("GET");
+      HttpResponse r;
+      r.content_type = "text/plain; version=0.0.4";
+      SchedulerStats st;
+      const bool have = ready_ && sched_;
+      if (have) st = sched_->stats();
+      r.body = metrics_.render(have ? &st : nullptr, !ready_, http_->open_connections());
+      return reply(r);
+    }
+    const bool v1 = path.rfind("/v1/", 0) == 0;
+    const bool known = path == "/v1/models" || path.rfind("/v1/models/", 0) == 0 ||
+                       path == "/v1/chat/completions" || path == "/v1/completions";
+    if (!known) throw api_error(404, "invalid_request_error", "unknown route " + path, "not_found");
+    if (v1 && !o_.api_key.empty()) {
+      const std::string auth = req.header("authorization");
+      const std::string want = "Bearer " + o_.api_key;
+      if (!same_secret(auth, want))
+        throw api_error(401, "authentication_error",
+                        auth.empty() ? "missing API key (send Authorization: Bearer KEY)" : "incorrect API key",
+                        "invalid_api_key");
+    }
+    if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
+      method_is("GET");
+      Json m = {{"id", model_id_}, {"object", "model"}, {"created", created_}, {"owned_by", "tokenfab"}};
+      if (path != "/v1/models") {
+        if (path.substr(11) != model_id_)
+          throw api_error(404, "invalid_request_error", "the model '" + path.substr(11) + "' does not exist",
+                          "model_not_found", "model");
+        return reply(json_response(200, m));
+      }
+      return reply(json_response(200, {{"object", "list"}, {"data", Json::array({m})}}));
+    }
+    method_is("POST");
+    if (shutting_down_) throw api_error(503, "server_error", "the server is shutting down", "shutting_down");
+    if (!ready_) throw api_error(503, "server_error", "the model is still loading", "model_loading");
+    Json body;
+    try {
+      body = Json::parse(req.body);
+    } catch (const std::exception& e) {
+      throw api_error(400, "invalid_request_error", std::string("the body is not valid JSON: ") + e.what(),
+                      "invalid_json");
+    }
+    const bool chat = path == "/v1/chat/completions";
+    ApiRequest api = chat ? parse_chat(body, *tmpl_, engine_->tokenizer(), sched_->n_ctx())
+                          : parse_completion(body, engine_->tokenizer(), sched_->n_ctx());
+    if (!api.model.empty() && api.model != model_id_)
+      throw api_error(404, "invalid_request_error", "the model '" + api.model + "' does not exist", "model_not_found",
+                      "model");
+    if (api.model.empty()) api.model = model_id_;
+    return start(std::move(api), chat ? "/v1/chat/completions" : "/v1/completions", stream);
+  }
+
+  HttpReply start(ApiRequest api, const std::string& endpoint, const std::shared_ptr<Stream>& stream) {
+    auto job = std::make_shared<Job>();
+    job->api = std::move(api);
+    job->id = random_id(job->api.chat ? "chatcmpl-" : "cmpl-");
+    job->created = int64_t(std::time(nullptr));
+    job->stream = stream;
+    job->endpoint = endpoint;
+    job->t0 = Clock::now();
+    const size_t n = job->api.gens.size();
+    job->results.resize(n);
+    job->started.assign(n, false);
+    job->offsets.assign(n, 0);
+    job->last_token.resize(n);
+    job->remaining = int(n);
+    {
+      std::lock_guard<std::mutex> lk(job->mu);
+      for (size_t i = 0; i < n; ++i) {
+        try {
+          job->ids.push_back(sched_->submit(job->api.gens[i], [this, job, i](const GenEvent& e) { on_event(*job, i, e); }));
+        } catch (const Scheduler::QueueFull& e) {
+          for (uint64_t id : job->ids) sched_->cancel(id);
+          job->remaining = -1;  // the events of the cancelled ones are ignored
+          throw api_error(429, "rate_limit_error", std::string("server busy: ") + e.what(), "queue_full");
+        } catch (const Error& e) {
+          for (uint64_t id : job->ids) sched_->cancel(id);
+          job->remaining = -1;
+          const std::string msg = e.what();
+          throw api_error(400, "invalid_request_error", msg,
+                          msg.find("context") != std::string::npos ? "context_length_exceeded" : "invalid_value");
+        }
+      }
+    }
+    if (job->api.stream) ++streams_open_;
+    std::weak_ptr<Job> weak = job;
+    stream->on_close([this, weak] {
+      auto j = weak.lock();
+      if (!j) return;
+      std::vector<uint64_t> ids;
+      {
+        std::lock_guard<std::mutex> lk(j->mu);
+        if (j->remaining <= 0) return;
+        ids = j->ids;
+      }
+      for (uint64_t id : ids) sched_->cancel(id);
+    });
+    HttpReply r;
+    if (job->api.stream) {
+      r.mode = HttpReply::Streaming;
+      r.response.content_type = "text/event-stream";
+    } else {
+      r.mode = HttpReply::Deferred;
+    }
+    return r;
+  }
+
+  void send_sse(Job& j, const Json& chunk) { j.stream->write("data: " + dump(chunk) + "\n\n"); }
+
+  // Runs on the scheduler thread.
+  void on_event(Job& j, size_t i, const GenEvent& e) {
+    std::lock_guard<std::mutex> lk(j.mu);
+    if (j.remaining < 0) return;
+    ChoiceResult& c = j.results[i];
+    const auto now = Clock::now();
+    if (!e.tokens.empty()) {
+      if (c.tokens.empty() && j.last_token[i] == Clock::time_point{})
+        metrics_.time_to_first_token(std::chrono::duration<double>(now - j.t0).count());
+      else
+        metrics_.inter_token(std::chrono::duration<double>(now - j.last_token[i]).count());
+      j.last_token[i] = now;
+      metrics_.tokens_generated(int64_t(e.tokens.size()));
+    }
+    // Tokens that end the generation (EOS) are counted but not shown.
+    std::vector<GenToken> shown;
+    for (const auto& t : e.tokens)
+      if (!engine_->tokenizer().is_eog(t.id) || j.api.gens[i].ignore_eos) shown.push_back(t);
+    if (j.api.stream) {
+      if (!e.text.empty() || !shown.empty() || !j.started[i]) {
+        if (!e.text.empty() || !shown.empty() || !e.done) {
+          send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), e.text, shown, "",
+                                 !j.started[i], j.offsets[i]));
+          j.started[i] = true;
+        }
+      }
+      for (const auto& t : shown) j.offsets[i] += t.piece.size();
+    }
+    c.text += e.text;
+    c.tokens.insert(c.tokens.end(), shown.begin(), shown.end());
+    if (!e.done) return;
+    c.finish_reason = e.finish_reason == "error" ? "error" : e.finish_reason;
+    c.usage = e.usage;
+    if (e.finish_reason == "error") error_ = e.error;
+    if (j.api.stream) {
+      if (!j.started[i]) {
+        send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), "", {}, "", true, 0));
+        j.started[i] = true;
+      }
+      send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), "", {}, c.finish_reason, false, 0));
+    }
+    if (--j.remaining > 0) return;
+    int n_prompts = j.api.prompt_of.empty() ? 1 : j.api.prompt_of.back() + 1;
+    if (j.api.stream) {
+      if (j.api.include_usage) {
+        Json u = Json::object();
+        u["id"] = j.id;
+        u["object"] = j.api.chat ? "chat.completion.chunk" : "text_completion";
+        u["created"] = j.created;
+        u["model"] = j.api.model;
+        u["system_fingerprint"] = "tokenfab";
+        u["choices"] = Json::array();
+        u["usage"] = usage_json(j.results, n_prompts);
+        send_sse(j, u);
+      }
+      j.stream->write("data: [DONE]\n\n");
+      j.stream->end();
+      metrics_.request_done(j.endpoint, 200);
+      --streams_open_;
+      return;
+    }
+    bool failed = false;
+    for (const auto& r : j.results) failed |= r.finish_reason == "error";
+    if (failed) {
+      metrics_.request_done(j.endpoint, 500);
+      j.stream->respond(error_response(api_error(500, "server_error", "generation failed: " + error_, "internal_error")));
+      return;
+    }
+    metrics_.request_done(j.endpoint, 200);
+    j.stream->respond(json_response(200, full_response(j.api, engine_->tokenizer(), j.id, j.created, j.results)));
+  }
+
+  ServeOptions o_;
+  std::string model_id_;
+  int64_t created_ = int64_t(std::time(nullptr));
+  std::unique_ptr<HttpServer> http_;
+  std::mutex mu_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<chat::ChatTemplate> tmpl_;
+  std::unique_ptr<Scheduler> sched_;
+  std::atomic<bool> ready_{false}, shutting_down_{false}, exiting_{false};
+  std::atomic<int> streams_open_{0};
+  Metrics metrics_;
+  std::string error_;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+int serve(const ServeOptions& opts) {
+  Server s(opts);
+  return s.run();
+}
+
+}  // namespace tf::server

@@ -1,0 +1,31 @@
+// `tokenfab serve`: the OpenAI-compatible HTTP API over the continuous-batching scheduler.
+// The port opens at once; /health answers 503 until the model has loaded. SIGTERM / SIGINT
+// stop it gracefully: new requests are refused, running ones end (their streams get a final
+// chunk and [DONE]), and the process exits 0.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "server/http.h"
+#include "tensor/dtype.h"
+
+namespace tf::server {
+
+struct ServeOptions {
+  std::string model_path;
+  std::string model_id;  // default: the file name without .gguf
+  HttpOptions http;
+  std::string api_key;   // empty: no authentication
+  int parallel = 4;
+  int64_t n_ctx = 0;     // per sequence; 0 = the model's (capped at 4096)
+  int threads = 0;
+  DType kv_type = DType::F16;
+  std::string chat_template_file;
+  size_t max_queue = 256;
+};
+
+// Runs the server until a signal; returns the process exit code.
+int serve(const ServeOptions& opts);
+
+}  // namespace tf::server

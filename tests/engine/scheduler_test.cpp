@@ -1,0 +1,168 @@
+// Continuous batching: requests decoded together give exactly the tokens they give alone;
+// stop strings, limits, cancellation and prefix reuse behave as documented.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "engine/scheduler.h"
+#include "test_util.h"
+#include "tokenfab/tokenfab.h"
+
+namespace {
+
+using tf::GenEvent;
+using tf::GenRequest;
+using tf::Scheduler;
+using tf::SchedulerParams;
+
+struct Collected {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string text;
+  std::vector<tf::TokenId> tokens;
+  bool done = false;
+  GenEvent last;
+  int events = 0;
+};
+
+tf::GenSink sink_for(Collected& c) {
+  return [&c](const GenEvent& e) {
+    std::lock_guard<std::mutex> lk(c.mu);
+    c.text += e.text;
+    for (const auto& t : e.tokens) c.tokens.push_back(t.id);
+    ++c.events;
+    if (e.done) {
+      c.done = true;
+      c.last = e;
+      c.cv.notify_all();
+    }
+  };
+}
+
+void wait(Collected& c) {
+  std::unique_lock<std::mutex> lk(c.mu);
+  ASSERT_TRUE(c.cv.wait_for(lk, std::chrono::seconds(120), [&] { return c.done; }));
+}
+
+GenRequest greedy(std::vector<tf::TokenId> prompt, int n) {
+  GenRequest r;
+  r.prompt = std::move(prompt);
+  r.max_tokens = n;
+  r.sampling.temperature = 0;
+  return r;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (tf::test::shared_dir().empty()) GTEST_SKIP() << "../shared not found: skipping";
+    engine_ = tf::Engine::load(tf::test::shared_path("models/gguf/stories260K.gguf"));
+  }
+  void load(const std::string& rel) { engine_ = tf::Engine::load(tf::test::shared_path(rel)); }
+  const std::vector<std::string> prompts_ = {
+      "Once upon a time", "The little dog", "Lily and Ben went to the park.", "",
+      "One day, a girl", "The sun was", "Tom had a red ball", "She said"};
+  std::unique_ptr<tf::Engine> engine_;
+};
+
+TEST_F(SchedulerTest, BatchedEqualsAlone) {
+  for (const char* model : {"models/gguf/stories260K.gguf", "models/gguf/TinyStories-656K.fixed-scores.f16.gguf",
+                            "models/gguf/TinyStories-656K.fixed-scores.q8_0.gguf"}) {
+  SCOPED_TRACE(model);
+  load(model);
+  const int n = 48;
+  // Alone: the engine's own generate (one sequence, one token per step).
+  std::vector<std::vector<tf::TokenId>> alone;
+  std::vector<std::string> alone_text;
+  for (const auto& p : prompts_) {
+    tf::GenerateOptions go;
+    go.n_predict = n;
+    go.sampling.temperature = 0;
+    auto g = engine_->generate(p, go);
+    alone.push_back(g.tokens);
+    alone_text.push_back(g.text);
+  }
+  SchedulerParams sp;
+  sp.n_parallel = 4;  // fewer slots than requests: some wait in the queue
+  sp.n_ctx = 256;
+  sp.step_tokens = 7;  // prompts arrive in several chunks, next to others' decoding
+  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  std::vector<Collected> got(prompts_.size());
+  for (size_t i = 0; i < prompts_.size(); ++i)
+    sched.submit(greedy(engine_->tokenize(prompts_[i]), n), sink_for(got[i]));
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    wait(got[i]);
+    EXPECT_EQ(got[i].tokens, alone[i]) << "prompt '" << prompts_[i] << "'";
+    EXPECT_EQ(got[i].text, alone_text[i]) << prompts_[i];
+    EXPECT_EQ(got[i].last.usage.prompt_tokens, int64_t(engine_->tokenize(prompts_[i]).size()));
+    EXPECT_EQ(got[i].last.usage.completion_tokens, int64_t(alone[i].size()));
+  }
+  const auto st = sched.stats();
+  EXPECT_EQ(st.requests_done, int64_t(prompts_.size()));
+  EXPECT_EQ(st.running, 0);
+  EXPECT_EQ(st.waiting, 0);
+  }
+}
+
+TEST_F(SchedulerTest, StopStringsAreNeverEmitted) {
+  SchedulerParams sp;
+  sp.n_ctx = 256;
+  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  Collected full, stopped;
+  sched.submit(greedy(engine_->tokenize("Once upon a time"), 64), sink_for(full));
+  wait(full);
+  // Stop at a string that the greedy text contains, spanning a token boundary.
+  const std::string& t = full.text;
+  const size_t at = t.find("little");
+  ASSERT_NE(at, std::string::npos) << t;
+  GenRequest r = greedy(engine_->tokenize("Once upon a time"), 64);
+  r.stop = {"zzz", "ittle g", "little"};
+  sched.submit(r, sink_for(stopped));
+  wait(stopped);
+  EXPECT_EQ(stopped.text, t.substr(0, at));
+  EXPECT_EQ(stopped.last.finish_reason, "stop");
+}
+
+TEST_F(SchedulerTest, LimitsAndPrefixReuse) {
+  SchedulerParams sp;
+  sp.n_parallel = 1;
+  sp.n_ctx = 128;
+  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  const auto prompt = engine_->tokenize("Once upon a time, there was a little girl");
+  Collected a, b;
+  sched.submit(greedy(prompt, 10), sink_for(a));
+  wait(a);
+  EXPECT_EQ(a.last.finish_reason, "length");
+  EXPECT_EQ(a.tokens.size(), 10u);
+  EXPECT_EQ(a.last.usage.cached_tokens, 0);
+  // The same prompt again: all but its last token come from the slot's cache.
+  sched.submit(greedy(prompt, 10), sink_for(b));
+  wait(b);
+  EXPECT_EQ(b.last.usage.cached_tokens, int64_t(prompt.size()) - 1);
+  EXPECT_EQ(b.tokens, a.tokens);
+  EXPECT_EQ(sched.stats().prefix_hits, 1);
+  // Too long for the context: refused up front.
+  EXPECT_THROW(sched.submit(greedy(prompt, 1000), [](const GenEvent&) {}), tf::Error);
+  EXPECT_THROW(sched.submit(greedy({}, 1), [](const GenEvent&) {}), tf::Error);
+}
+
+TEST_F(SchedulerTest, CancelFreesTheSlot) {
+  SchedulerParams sp;
+  sp.n_parallel = 1;
+  sp.n_ctx = 2048;
+  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  Collected a, b;
+  GenRequest r = greedy(engine_->tokenize("Once"), -1);
+  r.ignore_eos = true;
+  const uint64_t id = sched.submit(r, sink_for(a));
+  sched.submit(greedy(engine_->tokenize("The"), 4), sink_for(b));  // waits for the slot
+  sched.cancel(id);
+  wait(a);
+  EXPECT_EQ(a.last.finish_reason, "cancelled");
+  wait(b);
+  EXPECT_EQ(b.last.finish_reason, "length");
+  EXPECT_EQ(sched.stats().running, 0);
+}
+
+}  // namespace
