@@ -419,6 +419,8 @@ std::string str_format(const std::string& fmt, const Args& a) {
   return out;
 }
 
+Value str_call(Interp& in, const Value& self, const std::string& name, Args& a);
+
 Value str_method(const Value& self, const std::string& name) {
   static const char* const kNames[] = {
       "upper", "lower", "title", "capitalize", "strip", "lstrip", "rstrip", "split", "rsplit",
@@ -432,6 +434,41 @@ Value str_method(const Value& self, const std::string& name) {
     return Value();
   if (name == "encode") return Value();  // bytes do not exist here
   return Value::function("str." + name, [self, name](Interp& in, Args& a) -> Value {
+    if (!self.is_markup()) return str_call(in, self, name, a);
+    // markupsafe: these methods escape their string arguments and give Markup back.
+    static const char* const kWrapped[] = {"capitalize", "title", "lower", "upper", "replace", "ljust", "rjust",
+                                           "lstrip", "rstrip", "center", "strip", "expandtabs", "swapcase",
+                                           "zfill", "split", "rsplit", "splitlines", "partition", "rpartition",
+                                           "format", "join"};
+    bool wrapped = false;
+    for (const char* w : kWrapped) wrapped |= name == w;
+    if (!wrapped) return str_call(in, Value::string(self.str()), name, a);
+    auto esc = [](const Value& v) { return v.is_string() && !v.is_markup() ? Value::markup(html_escape(v.str())) : v; };
+    Args b = a;
+    for (auto& x : b.pos) {
+      if (name == "join" && (x.is_sequence() || x.lazy_kind() != Lazy::None)) {
+        ValueList items;
+        for (const auto& y : x.iterate()) items.push_back(esc(y));
+        x = Value::list(std::move(items));
+      } else {
+        x = esc(x);
+      }
+    }
+    for (auto& kv : b.kw) kv.second = esc(kv.second);
+    const Value r = str_call(in, self, name, b);
+    auto mk = [](const Value& v) { return v.is_string() ? Value::markup(v.str()) : v; };
+    if (r.is_string()) return mk(r);
+    if (r.is_sequence()) {
+      ValueList items;
+      for (const auto& y : r.items()) items.push_back(mk(y));
+      return r.kind() == Kind::Tuple ? Value::tuple(std::move(items)) : Value::list(std::move(items));
+    }
+    return r;
+  });
+}
+
+Value str_call(Interp& in, const Value& self, const std::string& name, Args& a) {
+  {
     const std::string& s = self.str();
     auto S = [](std::string v) { return Value::string(std::move(v)); };
     if (name == "upper") return S(upper(s));
@@ -561,7 +598,7 @@ Value str_method(const Value& self, const std::string& name) {
     // left = pad / 2 + (pad & width & 1).
     const int64_t left = pad / 2 + (pad & width & 1);
     return S(rep(left) + s + rep(pad - left));
-  });
+  }
 }
 
 Value dict_method(const Value& self, const std::string& name) {
@@ -573,7 +610,9 @@ Value dict_method(const Value& self, const std::string& name) {
         if (name == "items") out.push_back(Value::tuple({k, v}));
         else out.push_back(name == "keys" ? k : v);
       }
-      return Value::list(std::move(out));
+      return Value::lazy(std::move(out), name == "items"  ? Lazy::DictItems
+                                         : name == "keys" ? Lazy::DictKeys
+                                                          : Lazy::DictValues);
     });
   }
   if (name == "get") {
@@ -659,7 +698,9 @@ int64_t py_len(const Value& v) {
   switch (v.kind()) {
     case Kind::Undefined: return 0;
     case Kind::String: return int64_t(cp_count(v.str()));
-    case Kind::List: case Kind::Tuple: return int64_t(v.items().size());
+    case Kind::List: case Kind::Tuple:
+      if (v.lazy_kind() == Lazy::Generator) throw Error("object of type 'generator' has no len()");
+      return int64_t(v.items().size());
     case Kind::Dict: case Kind::Namespace: return int64_t(v.dict_ref().items.size());
     case Kind::Loop: return v.loop_info().length;
     default: throw Error(std::string("object of type '") + v.type_name() + "' has no len()");
@@ -726,12 +767,17 @@ Value f_default(Interp&, const Value& v, Args& a) {
 Value f_length(Interp&, const Value& v, Args&) { return Value::integer(py_len(v)); }
 
 Value f_first(Interp&, const Value& v, Args&) {
+  if (v.lazy_kind() == Lazy::Generator) {
+    Value x = v.next_item();
+    return x.is_undefined() ? Value::undefined("No first item, sequence was empty.") : x;
+  }
   ValueList items = v.iterate();
   if (items.empty()) return Value::undefined("No first item, sequence was empty.");
   return items.front();
 }
 Value f_last(Interp&, const Value& v, Args&) {
   if (v.is_undefined()) throw Error("'Undefined' object is not reversible");
+  if (v.lazy_kind() == Lazy::Generator) throw Error("'generator' object is not reversible");
   ValueList items = v.iterate();
   if (items.empty()) return Value::undefined("No last item, sequence was empty.");
   return items.back();
@@ -751,10 +797,14 @@ Value f_join(Interp& in, const Value& v, Args& a) {
   return Value::string(std::move(out));
 }
 
-Value f_string(Interp&, const Value& v, Args&) { return Value::string(soft_str(v)); }
-Value f_upper(Interp&, const Value& v, Args&) { return Value::string(upper(soft_str(v))); }
-Value f_lower(Interp&, const Value& v, Args&) { return Value::string(lower(soft_str(v))); }
-Value f_capitalize(Interp&, const Value& v, Args&) { return Value::string(py_capitalize(soft_str(v))); }
+// Filters that work on soft_str(value) keep a Markup a Markup.
+Value like(const Value& v, std::string s) {
+  return v.is_markup() ? Value::markup(std::move(s)) : Value::string(std::move(s));
+}
+Value f_string(Interp&, const Value& v, Args&) { return v.is_string() ? v : Value::string(soft_str(v)); }
+Value f_upper(Interp&, const Value& v, Args&) { return like(v, upper(soft_str(v))); }
+Value f_lower(Interp&, const Value& v, Args&) { return like(v, lower(soft_str(v))); }
+Value f_capitalize(Interp&, const Value& v, Args&) { return like(v, py_capitalize(soft_str(v))); }
 Value f_title(Interp&, const Value& v, Args&) {
   // Jinja splits on runs of whitespace and -({[< and capitalizes each piece.
   const auto cps = to_cps(soft_str(v));
@@ -773,7 +823,7 @@ Value f_title(Interp&, const Value& v, Args&) {
   return Value::string(std::move(out));
 }
 Value f_trim(Interp&, const Value& v, Args& a) {
-  return Value::string(strip(soft_str(v), arg(a, 0, "chars", Value::none()), true, true));
+  return like(v, strip(soft_str(v), arg(a, 0, "chars", Value::none()), true, true));
 }
 Value f_replace(Interp& in, const Value& v, Args& a) {
   const Value count = arg(a, 2, "count", Value::none());
@@ -782,21 +832,11 @@ Value f_replace(Interp& in, const Value& v, Args& a) {
   in.check_size(out.size());
   return Value::string(std::move(out));
 }
-Value f_safe(Interp&, const Value& v, Args&) { return Value::string(soft_str(v)); }
+Value f_safe(Interp&, const Value& v, Args&) { return v.is_markup() ? v : Value::markup(soft_str(v)); }
 Value f_escape(Interp&, const Value& v, Args&) {
-  std::string out;
-  for (char c : soft_str(v)) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '\'': out += "&#39;"; break;
-      case '"': out += "&#34;"; break;
-      default: out += c;
-    }
-  }
-  return Value::string(std::move(out));
+  return v.is_markup() ? v : Value::markup(html_escape(soft_str(v)));
 }
+Value f_forceescape(Interp&, const Value& v, Args&) { return Value::markup(html_escape(soft_str(v))); }
 
 Value f_list(Interp& in, const Value& v, Args&) {
   ValueList items = v.iterate();
@@ -805,14 +845,14 @@ Value f_list(Interp& in, const Value& v, Args&) {
 }
 
 Value f_items(Interp& in, const Value& v, Args&) {
-  if (v.is_undefined()) return Value::list({});
+  if (v.is_undefined()) return Value::lazy({}, Lazy::Generator);
   if (!v.is_mapping()) throw Error("Can only get item pairs from a mapping.");
   ValueList out;
   for (const auto& [k, x] : v.dict_ref().items) {
     in.step();
     out.push_back(Value::tuple({k, x}));
   }
-  return Value::list(std::move(out));
+  return Value::lazy(std::move(out), Lazy::Generator);
 }
 
 Value f_dictsort(Interp& in, const Value& v, Args& a) {
@@ -852,7 +892,7 @@ Value f_unique(Interp& in, const Value& v, Args& a) {
     seen.push_back(k);
     out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::lazy(std::move(out), Lazy::Generator);
 }
 
 Value f_reverse(Interp& in, const Value& v, Args&) {
@@ -870,7 +910,7 @@ Value f_reverse(Interp& in, const Value& v, Args&) {
 // map / select / reject / selectattr / rejectattr
 Value f_map(Interp& in, const Value& v, Args& a) {
   ValueList out;
-  if (!v.truthy()) return Value::list({});  // Jinja maps nothing over a falsy value (None too)
+  if (!v.truthy()) return Value::lazy({}, Lazy::Generator);  // nothing over a falsy value (None too)
   const ValueList items = v.iterate();
   if (a.pos.empty()) {
     const Value attribute = arg(a, 99, "attribute");
@@ -881,7 +921,7 @@ Value f_map(Interp& in, const Value& v, Args& a) {
       Value x = attr_path(in, item, attribute);
       out.push_back(x.is_undefined() && !def.is_undefined() ? def : x);
     }
-    return Value::list(std::move(out));
+    return Value::lazy(std::move(out), Lazy::Generator);
   }
   const std::string name = need_str(a.pos[0], "map filter name");
   Args rest;
@@ -892,11 +932,11 @@ Value f_map(Interp& in, const Value& v, Args& a) {
     Args copy = rest;
     out.push_back(in.filter(name, item, copy));
   }
-  return Value::list(std::move(out));
+  return Value::lazy(std::move(out), Lazy::Generator);
 }
 
 Value select_common(Interp& in, const Value& v, Args& a, bool by_attr, bool keep_if) {
-  if (!v.truthy()) return Value::list({});  // as Jinja: a falsy value (None too) selects nothing
+  if (!v.truthy()) return Value::lazy({}, Lazy::Generator);  // a falsy value (None too): nothing
   size_t i = 0;
   Value attribute;
   if (by_attr) {
@@ -925,7 +965,7 @@ Value select_common(Interp& in, const Value& v, Args& a, bool by_attr, bool keep
     }
     if (ok == keep_if) out.push_back(item);
   }
-  return Value::list(std::move(out));
+  return Value::lazy(std::move(out), Lazy::Generator);
 }
 Value f_select(Interp& in, const Value& v, Args& a) { return select_common(in, v, a, false, true); }
 Value f_reject(Interp& in, const Value& v, Args& a) { return select_common(in, v, a, false, false); }
@@ -1274,7 +1314,7 @@ const std::map<std::string, FilterDef, std::less<>>& filter_table() {
       {"escape", {f_escape, {}}},
       {"first", {f_first, {}}},
       {"float", {f_float, P{"default"}}},
-      {"forceescape", {f_escape, {}}},
+      {"forceescape", {f_forceescape, {}}},
       {"format", {f_format, {}, 0, true}},
       {"groupby", {f_groupby, P{"attribute", "default", "case_sensitive"}, 1}},
       {"indent", {f_indent, P{"width", "first", "blank"}}},
@@ -1455,9 +1495,7 @@ Value g_range(Interp& in, Args& a) {
   ValueList out;
   for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::integer(i));
   in.step(int64_t(out.size()));
-  std::string repr = "range(" + std::to_string(start) + ", " + std::to_string(stop);
-  if (step != 1) repr += ", " + std::to_string(step);
-  return Value::list_printed_as(std::move(out), repr + ")");
+  return make_range(start, stop, step, std::move(out));
 }
 
 Value g_dict(Interp&, Args& a) {
@@ -1539,6 +1577,20 @@ Value g_joiner(Interp&, Args& a) {
 }
 
 }  // namespace
+
+Value make_range(int64_t start, int64_t stop, int64_t step, ValueList items) {
+  std::string repr = "range(" + std::to_string(start) + ", " + std::to_string(stop);
+  if (step != 1) repr += ", " + std::to_string(step);
+  return Value::lazy(std::move(items), Lazy::Range, repr + ")");
+}
+
+Value slice_range(const Value& range, int64_t lo, int64_t hi, int64_t step, ValueList items) {
+  // The range's own start and step, back from its repr "range(a, b[, c])".
+  int64_t a = 0, b = 0, c = 1;
+  const std::string r = range.to_str();
+  if (std::sscanf(r.c_str(), "range(%ld, %ld, %ld)", &a, &b, &c) < 2) return Value::list(std::move(items));
+  return make_range(a + lo * c, a + hi * c, c * step, std::move(items));
+}
 
 bool has_filter(std::string_view name) { return filter_table().count(name) > 0; }
 bool has_test(std::string_view name) { return tests().count(name) > 0; }

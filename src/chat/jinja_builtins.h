@@ -23,6 +23,10 @@ Value bound_method(const Value& obj, const std::string& name);
 // range, dict, namespace, raise_exception, strftime_now, cycler, joiner.
 void add_globals(Dict& globals);
 
+// range(start, stop, step) as a value; a slice [lo:hi:step] of one (items already taken).
+Value make_range(int64_t start, int64_t stop, int64_t step, ValueList items);
+Value slice_range(const Value& range, int64_t lo, int64_t hi, int64_t step, ValueList items);
+
 // Python's `%` string formatting (printf style) with a value or a tuple of values.
 std::string percent_format(const std::string& fmt, const Value& args);
 

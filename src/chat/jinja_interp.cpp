@@ -526,9 +526,14 @@ Value Interp::binary(const Expr& e, const ScopePtr& scope) {
   if (op == "+") {
     if (l.is_string() && r.is_string()) {
       check_size(l.str().size() + r.str().size());
+      // Markup + str escapes the str (markupsafe), whichever side it is on.
+      if (l.is_markup() || r.is_markup())
+        return Value::markup((l.is_markup() ? l.str() : html_escape(l.str())) +
+                             (r.is_markup() ? r.str() : html_escape(r.str())));
       return Value::string(l.str() + r.str());
     }
-    if (l.kind() == r.kind() && l.is_sequence()) {
+    if (l.kind() == r.kind() && l.is_sequence() && l.lazy_kind() == Lazy::None &&
+        r.lazy_kind() == Lazy::None) {
       ValueList items = l.items();
       items.insert(items.end(), r.items().begin(), r.items().end());
       step(int64_t(items.size()));
@@ -556,7 +561,24 @@ Value Interp::binary(const Expr& e, const ScopePtr& scope) {
     for (int64_t i = 0; i < n; ++i) items.insert(items.end(), seq->items().begin(), seq->items().end());
     return seq->kind() == Kind::List ? Value::list(std::move(items)) : Value::tuple(std::move(items));
   }
-  if (op == "%" && l.is_string()) return Value::string(percent_format(l.str(), r));
+  if (op == "%" && l.is_string()) {
+    if (!l.is_markup()) return Value::string(percent_format(l.str(), r));
+    // Markup % args escapes the arguments.
+    auto esc = [](const Value& v) { return v.is_string() && !v.is_markup() ? Value::string(html_escape(v.str())) : v; };
+    Value args;
+    if (r.kind() == Kind::Tuple) {
+      ValueList items;
+      for (const auto& x : r.items()) items.push_back(esc(x));
+      args = Value::tuple(std::move(items));
+    } else if (r.is_mapping()) {
+      Dict d;
+      for (const auto& [k, x] : r.dict_ref().items) d.set(k, esc(x));
+      args = Value::dict(std::move(d));
+    } else {
+      args = esc(r);
+    }
+    return Value::markup(percent_format(l.str(), args));
+  }
   type_error(op, l, r);
 }
 
@@ -569,6 +591,11 @@ bool contains(const Value& hay, const Value& needle) {
                     needle.type_name());
       return hay.str().find(needle.str()) != std::string::npos;
     case Kind::List: case Kind::Tuple:
+      if (hay.lazy_kind() == Lazy::Generator) {  // consumed up to the match, as in Python
+        for (Value v = hay.next_item(); !v.is_undefined(); v = hay.next_item())
+          if (py_equal(v, needle)) return true;
+        return false;
+      }
       for (const auto& v : hay.items())
         if (py_equal(v, needle)) return true;
       return false;
@@ -691,8 +718,11 @@ Value Interp::getitem(const Value& obj, const Value& key) {
           const int64_t n = int64_t(cps.size());
           if (i < 0) i += n;
           if (i < 0 || i >= n) return Value::undefined("string index out of range");
-          return Value::string(from_cps(cps, size_t(i), size_t(i) + 1));
+          std::string ch = from_cps(cps, size_t(i), size_t(i) + 1);
+          return obj.is_markup() ? Value::markup(std::move(ch)) : Value::string(std::move(ch));
         }
+        if (!obj.is_sequence())
+          return Value::undefined(std::string("'") + obj.type_name() + "' object is not subscriptable");
         const int64_t n = int64_t(obj.items().size());
         if (i < 0) i += n;
         if (i < 0 || i >= n) return Value::undefined("list index out of range");
@@ -731,6 +761,8 @@ Value Interp::slice(const Expr& e, const ScopePtr& scope) {
     n = int64_t(cps.size());
   } else if (obj.is_sequence()) {
     n = int64_t(obj.items().size());
+  } else if (obj.kind() == Kind::List || obj.kind() == Kind::Tuple) {
+    throw Error(std::string("'") + obj.type_name() + "' object is not subscriptable");
   } else {
     throw Error(std::string("'") + obj.type_name() + "' object is not subscriptable");
   }
@@ -748,10 +780,12 @@ Value Interp::slice(const Expr& e, const ScopePtr& scope) {
   if (obj.is_string()) {
     std::vector<uint32_t> sel;
     for (int64_t i : idx) sel.push_back(cps[size_t(i)]);
-    return Value::string(from_cps(sel, 0, sel.size()));
+    std::string text = from_cps(sel, 0, sel.size());
+    return obj.is_markup() ? Value::markup(std::move(text)) : Value::string(std::move(text));
   }
   ValueList items;
   for (int64_t i : idx) items.push_back(obj.items()[size_t(i)]);
+  if (obj.lazy_kind() == Lazy::Range) return slice_range(obj, lo, hi, step_v, std::move(items));
   return obj.kind() == Kind::List ? Value::list(std::move(items)) : Value::tuple(std::move(items));
 }
 

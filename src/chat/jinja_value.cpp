@@ -22,6 +22,37 @@ Value Value::string(std::string s) {
   v.s_ = std::make_shared<const std::string>(std::move(s));
   return v;
 }
+Value Value::markup(std::string s) {
+  Value v = string(std::move(s));
+  v.markup_ = true;
+  return v;
+}
+Value Value::lazy(ValueList items, Lazy kind, std::string repr) {
+  Value v = list(std::move(items));
+  v.lazy_ = kind;
+  if (!repr.empty()) v.s_ = std::make_shared<const std::string>(std::move(repr));
+  if (kind == Lazy::Generator) v.gen_pos_ = std::make_shared<size_t>(0);
+  return v;
+}
+Value Value::next_item() const {
+  if (lazy_ != Lazy::Generator || *gen_pos_ >= list_->size()) return Value::undefined("the generator is exhausted");
+  return (*list_)[(*gen_pos_)++];
+}
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '\'': out += "&#39;"; break;
+      case '"': out += "&#34;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
 Value Value::list(ValueList items) {
   Value v(Kind::List);
   v.list_ = std::make_shared<const ValueList>(std::move(items));
@@ -47,11 +78,6 @@ Value Value::function(std::string name, std::function<Value(Interp&, Args&)> fn,
   Value v(Kind::Function);
   v.fn_ = std::make_shared<const Function>(
       Function{std::move(name), std::move(fn), std::move(arguments)});
-  return v;
-}
-Value Value::list_printed_as(ValueList items, std::string repr) {
-  Value v = list(std::move(items));
-  v.s_ = std::make_shared<const std::string>(std::move(repr));
   return v;
 }
 Value Value::loop(std::shared_ptr<LoopInfo> info) {
@@ -130,7 +156,7 @@ bool Value::truthy() const {
     case Kind::Bool: case Kind::Int: return i_ != 0;
     case Kind::Float: return f_ != 0;
     case Kind::String: return !s_->empty();
-    case Kind::List: case Kind::Tuple: return !list_->empty();
+    case Kind::List: case Kind::Tuple: return lazy_ == Lazy::Generator || !list_->empty();
     case Kind::Dict: return !dict_->items.empty();
     default: return true;
   }
@@ -144,7 +170,15 @@ const char* Value::type_name() const {
     case Kind::Int: return "int";
     case Kind::Float: return "float";
     case Kind::String: return "str";
-    case Kind::List: return "list";
+    case Kind::List:
+      switch (lazy_) {
+        case Lazy::Generator: return "generator";
+        case Lazy::DictKeys: return "dict_keys";
+        case Lazy::DictValues: return "dict_values";
+        case Lazy::DictItems: return "dict_items";
+        case Lazy::Range: return "range";
+        default: return "list";
+      }
     case Kind::Tuple: return "tuple";
     case Kind::Dict: return "dict";
     case Kind::Namespace: return "Namespace";
@@ -157,7 +191,13 @@ const char* Value::type_name() const {
 ValueList Value::iterate() const {
   switch (kind_) {
     case Kind::Undefined: return {};
-    case Kind::List: case Kind::Tuple: return *list_;
+    case Kind::List: case Kind::Tuple:
+      if (lazy_ == Lazy::Generator) {  // consumed by iterating
+        const size_t from = std::min(*gen_pos_, list_->size());
+        *gen_pos_ = list_->size();
+        return ValueList(list_->begin() + long(from), list_->end());
+      }
+      return *list_;
     case Kind::Dict: {
       ValueList keys;
       keys.reserve(dict_->items.size());
@@ -185,7 +225,8 @@ bool py_equal(const Value& a, const Value& b) {
     if (a.kind() != Kind::Float && b.kind() != Kind::Float) return a.as_int() == b.as_int();
     return a.as_double() == b.as_double();
   }
-  if (a.kind() != b.kind()) return false;
+  if (a.kind() != b.kind() || a.lazy_kind() != b.lazy_kind()) return false;
+  if (a.lazy_kind() == Lazy::Generator) return &a.items() == &b.items();
   switch (a.kind()) {
     case Kind::Undefined: case Kind::None: return true;
     case Kind::String: return a.str() == b.str();
@@ -354,10 +395,32 @@ void Value::append_repr(std::string& out) const {
     case Kind::Bool: out += i_ ? "True" : "False"; return;
     case Kind::Int: out += std::to_string(i_); return;
     case Kind::Float: out += float_repr(f_); return;
-    case Kind::String: append_str_repr(out, *s_); return;
+    case Kind::String:
+      if (markup_) {
+        out += "Markup(";
+        append_str_repr(out, *s_);
+        out += ")";
+      } else {
+        append_str_repr(out, *s_);
+      }
+      return;
     case Kind::List: case Kind::Tuple: {
       if (s_) {
         out += *s_;
+        return;
+      }
+      if (lazy_ == Lazy::Generator) {
+        out += "<generator object at 0x7f0000000000>";  // Python prints an address here
+        return;
+      }
+      if (lazy_ == Lazy::DictKeys || lazy_ == Lazy::DictValues || lazy_ == Lazy::DictItems) {
+        out += type_name();
+        out += "([";
+        for (size_t i = 0; i < list_->size(); ++i) {
+          if (i) out += ", ";
+          (*list_)[i].append_repr(out);
+        }
+        out += "])";
         return;
       }
       const bool tup = kind_ == Kind::Tuple;
@@ -472,6 +535,8 @@ void json_dump(std::string& out, const Value& v, const JsonDumpOptions& o, int d
     case Kind::Float: json_float(out, v.as_double()); return;
     case Kind::String: json_string(out, v.str(), o.ensure_ascii); return;
     case Kind::List: case Kind::Tuple: {
+      if (v.lazy_kind() != Lazy::None)
+        throw Error(std::string("Object of type ") + v.type_name() + " is not JSON serializable");
       const ValueList& items = v.items();
       if (items.empty()) {
         out += "[]";

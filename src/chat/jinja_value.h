@@ -54,6 +54,12 @@ enum class Kind : uint8_t {
   Undefined, None, Bool, Int, Float, String, List, Tuple, Dict, Namespace, Function, Loop
 };
 
+// Lists that Python would hand over as something lazier: the generators of map / select /
+// reject / selectattr / rejectattr / unique / items (truthy, consumed by use, no len, not
+// JSON), dict views (print as dict_keys([...]), not indexable, not JSON) and range objects
+// (print as range(a, b), not JSON).
+enum class Lazy : uint8_t { None, Generator, DictKeys, DictValues, DictItems, Range };
+
 class Value {
  public:
   Value() = default;  // undefined
@@ -75,14 +81,16 @@ class Value {
     return v;
   }
   static Value string(std::string s);
+  // A markupsafe.Markup string (from |safe or |e): plain strings combined with it by + or %
+  // are HTML-escaped, as jinja2 does even with autoescaping off.
+  static Value markup(std::string s);
+  static Value lazy(ValueList items, Lazy kind, std::string repr = "");
   static Value list(ValueList items);
   static Value tuple(ValueList items);
   static Value dict(Dict d = {});
   static Value ns(Dict d = {});
   static Value function(std::string name, std::function<Value(Interp&, Args&)> fn,
                         std::vector<std::string> arguments = {});
-  // A list that prints as something else: Python's range objects ("range(0, 3)").
-  static Value list_printed_as(ValueList items, std::string repr);
   static Value loop(std::shared_ptr<LoopInfo> info);
   static Value from_json(const nlohmann::ordered_json& j);
 
@@ -92,7 +100,14 @@ class Value {
   bool is_string() const { return kind_ == Kind::String; }
   bool is_int() const { return kind_ == Kind::Int || kind_ == Kind::Bool; }  // Python: bool is int
   bool is_number() const { return is_int() || kind_ == Kind::Float; }
-  bool is_sequence() const { return kind_ == Kind::List || kind_ == Kind::Tuple; }
+  // A list or tuple (also range): indexable, with a length.
+  bool is_sequence() const {
+    return (kind_ == Kind::List || kind_ == Kind::Tuple) && (lazy_ == Lazy::None || lazy_ == Lazy::Range);
+  }
+  bool is_markup() const { return kind_ == Kind::String && markup_; }
+  Lazy lazy_kind() const { return lazy_; }
+  // A generator's next item (consuming it), or undefined at the end.
+  Value next_item() const;
   bool is_mapping() const { return kind_ == Kind::Dict; }
   bool is_callable() const { return kind_ == Kind::Function; }
   // Iterable as Python sees it: strings, lists, tuples, dicts (keys) and undefined (empty).
@@ -135,7 +150,13 @@ class Value {
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<const Function> fn_;
   std::shared_ptr<LoopInfo> loop_;
+  bool markup_ = false;
+  Lazy lazy_ = Lazy::None;
+  std::shared_ptr<size_t> gen_pos_;  // a generator's items consumed so far
 };
+
+// markupsafe.escape of a str.
+std::string html_escape(std::string_view s);
 
 // Python ==.
 bool py_equal(const Value& a, const Value& b);
