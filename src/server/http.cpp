@@ -113,6 +113,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (ec == http::error::body_limit) {
+      // The client may still be sending: answer, then read and drop the rest for a moment
+      // before closing, so that it sees the 413 rather than a reset.
+      drain_ = true;
       send_error(413, "the request body is larger than " + std::to_string(srv_.opts.max_body) + " bytes", "request_too_large");
       return;
     }
@@ -175,11 +178,35 @@ class Session : public std::enable_shared_from_this<Session> {
     res->prepare_payload();
     stream_.expires_after(std::chrono::seconds(srv_.opts.read_timeout_s));
     http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (!ec && self->drain_) {
+        self->drain();
+        return;
+      }
       if (ec || !res->keep_alive()) {
         self->close();
         return;
       }
       self->do_read();
+    });
+  }
+
+  // After refusing a request whose body is still arriving: stop sending, discard what comes
+  // in (up to 2 seconds / 64 MiB), then close.
+  void drain() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    drain_buf_.resize(64 * 1024);
+    drain_more();
+  }
+  void drain_more() {
+    stream_.async_read_some(asio::buffer(drain_buf_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > (size_t(64) << 20)) {
+        self->close();
+        return;
+      }
+      self->drain_more();
     });
   }
 
@@ -265,7 +292,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::deque<std::string> out_;
   size_t backlog_ = 0;
   bool writing_ = false, ending_ = false, closed_ = false, streaming_ = false, keep_alive_ = true;
-  bool deferred_ = false;
+  bool deferred_ = false, drain_ = false;
+  std::vector<char> drain_buf_;
+  size_t drained_ = 0;
 };
 
 std::string chunk(const std::string& data) {

@@ -22,6 +22,7 @@ struct ApiError {
   std::string type = "invalid_request_error";
   std::string param;  // "" = null
   std::string code;   // "" = null
+  std::string allow;  // 405: the methods the route takes (the Allow header)
 };
 Json error_body(const ApiError& e);
 

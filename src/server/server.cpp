@@ -35,6 +35,7 @@ HttpResponse json_response(int status, const Json& body) {
 HttpResponse error_response(const ApiError& e) {
   HttpResponse r = json_response(e.status, error_body(e));
   if (e.status == 429 || e.status == 503) r.headers["Retry-After"] = "1";
+  if (e.status == 405 && !e.allow.empty()) r.headers["Allow"] = e.allow;
   return r;
 }
 
@@ -221,9 +222,11 @@ class Server {
 
   HttpReply route(const HttpRequest& req, const std::string& path, const std::shared_ptr<Stream>& stream) {
     auto method_is = [&](const char* m) {
-      if (req.method != m)
-        throw api_error(405, "invalid_request_error", "method " + req.method + " is not allowed on " + path,
-                        "method_not_allowed");
+      if (req.method == m) return;
+      ApiError e = api_error(405, "invalid_request_error", "method " + req.method + " is not allowed on " + path,
+                             "method_not_allowed");
+      e.allow = m;
+      throw e;
     };
     if (path == "/health") {
       method_is("GET");
