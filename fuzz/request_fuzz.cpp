@@ -1,0 +1,66 @@
+// libFuzzer target for the OpenAI request parser: any bytes as a /v1/chat/completions or
+// /v1/completions body must give a parsed request or an ApiError (a 4xx), never a crash or
+// another exception. The first byte picks the endpoint; the tokenizer is a small in-memory
+// SentencePiece vocabulary with byte fallback, so that any text tokenizes.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "chat/chat_template.h"
+#include "server/openai.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace {
+
+const tf::Tokenizer& tokenizer() {
+  static const std::unique_ptr<tf::Tokenizer> tok = [] {
+    tf::VocabData d;
+    d.model = "llama";
+    d.tokens = {"<unk>", "<s>", "</s>"};
+    d.types = {2, 3, 3};
+    for (int b = 0; b < 256; ++b) {
+      char name[8];
+      std::snprintf(name, sizeof name, "<0x%02X>", b);
+      d.tokens.push_back(name);
+      d.types.push_back(6);
+    }
+    for (const char* piece : {"\xe2\x96\x81the", "\xe2\x96\x81a", "er", "in", "<|im_start|>", "<|im_end|>"}) {
+      d.tokens.push_back(piece);
+      d.types.push_back(piece[0] == '<' ? 3 : 1);
+    }
+    d.scores.assign(d.tokens.size(), 0.0f);
+    d.bos_id = 1;
+    d.eos_id = 2;
+    return tf::Tokenizer::from_vocab(d);
+  }();
+  return *tok;
+}
+
+const tf::chat::ChatTemplate& chat_template() {
+  static const tf::chat::ChatTemplate t(tf::chat::default_template(), "<s>", "</s>");
+  return t;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const bool chat = data[0] & 1;
+  tf::server::Json body;
+  try {
+    body = tf::server::Json::parse(reinterpret_cast<const char*>(data) + 1,
+                                   reinterpret_cast<const char*>(data) + size);
+  } catch (const tf::server::Json::exception&) {
+    return 0;  // the server answers 400 for bodies that are not JSON
+  }
+  try {
+    const tf::server::ApiRequest r = chat ? tf::server::parse_chat(body, chat_template(), tokenizer(), 256)
+                                          : tf::server::parse_completion(body, tokenizer(), 256);
+    for (const auto& g : r.gens)
+      if (g.prompt.empty() || int64_t(g.prompt.size()) >= 256) std::abort();  // never truncated, never empty
+  } catch (const tf::server::ApiError& e) {
+    if (e.status < 400 || e.status >= 500) std::abort();
+  }
+  return 0;
+}
