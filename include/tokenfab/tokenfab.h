@@ -28,6 +28,8 @@ struct LoadOptions {
   // KV cache element type: F16 (llama.cpp's default and rounding) or Q8_0 (half the memory;
   // needs n_head_kv * head_dim % 32 == 0). See parse_kv_type for the command-line names.
   DType kv_type = DType::F16;
+  // Called with (bytes read, file size) while the weights are read into memory.
+  std::function<void(uint64_t, uint64_t)> on_progress;
 };
 
 struct GenerateOptions {

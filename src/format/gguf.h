@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -81,8 +82,10 @@ enum class Residency {
 class File {
  public:
   // Opens and validates a file. Throws tf::Error (missing, unreadable, not GGUF, corrupt).
+  // progress(done, total) is called as a copied file's bytes are read (not for kMapped).
   static std::unique_ptr<File> open(const std::string& path,
-                                    Residency residency = Residency::kMapped);
+                                    Residency residency = Residency::kMapped,
+                                    const std::function<void(uint64_t, uint64_t)>& progress = {});
   // Parses a buffer that the caller keeps alive (tests, fuzzing). `name` is used in errors.
   static std::unique_ptr<File> from_memory(const void* data, size_t size, std::string name);
   ~File();

@@ -160,7 +160,8 @@ constexpr size_t kHugePage = size_t(2) << 20;
 // Reads the whole file into fresh anonymous memory whose start is 2 MiB aligned, so the kernel
 // can back it with transparent huge pages. Returns the region (to unmap) and the data start.
 std::pair<void*, size_t> read_anonymous(int fd, size_t size, const std::string& path,
-                                        const uint8_t** data) {
+                                        const uint8_t** data,
+                                        const std::function<void(uint64_t, uint64_t)>& progress) {
   const size_t region = size + kHugePage;
   void* p = ::mmap(nullptr, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED)
@@ -172,7 +173,7 @@ std::pair<void*, size_t> read_anonymous(int fd, size_t size, const std::string& 
   ::madvise(start, (size + kHugePage - 1) & ~(kHugePage - 1), MADV_HUGEPAGE);
   size_t done = 0;
   while (done < size) {
-    const size_t want = std::min(size - done, size_t(1) << 30);
+    const size_t want = std::min(size - done, size_t(64) << 20);
     const ssize_t got = ::pread(fd, start + done, want, off_t(done));
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
@@ -182,6 +183,7 @@ std::pair<void*, size_t> read_anonymous(int fd, size_t size, const std::string& 
       throw Error(path + ": cannot read at offset " + std::to_string(done) + ": " + why);
     }
     done += size_t(got);
+    if (progress) progress(done, size);
   }
   *data = start;
   return {p, region};
@@ -189,7 +191,8 @@ std::pair<void*, size_t> read_anonymous(int fd, size_t size, const std::string& 
 
 }  // namespace
 
-std::unique_ptr<File> File::open(const std::string& path, Residency residency) {
+std::unique_ptr<File> File::open(const std::string& path, Residency residency,
+                                 const std::function<void(uint64_t, uint64_t)>& progress) {
   auto sys_error = [&](const char* op) {
     return Error(path + ": " + op + ": " + std::system_category().message(errno));
   };
@@ -220,7 +223,7 @@ std::unique_ptr<File> File::open(const std::string& path, Residency residency) {
     residency = Residency::kMapped;
   if (residency == Residency::kCopied) {
     try {
-      std::tie(f->region_, f->region_size_) = read_anonymous(fd, size, path, &f->base_);
+      std::tie(f->region_, f->region_size_) = read_anonymous(fd, size, path, &f->base_, progress);
     } catch (...) {
       ::close(fd);
       throw;

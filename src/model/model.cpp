@@ -62,9 +62,10 @@ class Binder {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap) {
+std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap,
+                                   const std::function<void(uint64_t, uint64_t)>& progress) {
   const auto residency = use_mmap ? gguf::Residency::kMapped : gguf::Residency::kCopied;
-  return from_gguf(std::shared_ptr<const gguf::File>(gguf::File::open(path, residency)));
+  return from_gguf(std::shared_ptr<const gguf::File>(gguf::File::open(path, residency, progress)));
 }
 
 std::unique_ptr<Model> Model::from_gguf(std::shared_ptr<const gguf::File> file) {

@@ -3,6 +3,7 @@
 // rope factors) are converted to float once at load.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,7 +28,8 @@ class Model {
  public:
   // Opens and validates a GGUF model, copied into memory of its own (the default; see
   // gguf::Residency) or mapped. Throws tf::Error with a clear message.
-  static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = false);
+  static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = false,
+                                     const std::function<void(uint64_t, uint64_t)>& progress = {});
   // Builds a model over an already opened file (which must outlive it).
   static std::unique_ptr<Model> from_gguf(std::shared_ptr<const gguf::File> file);
 

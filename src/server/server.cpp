@@ -15,6 +15,7 @@
 #include "server/metrics.h"
 #include "server/openai.h"
 #include "tokenfab/tokenfab.h"
+#include "tools/progress.h"
 #include "util/error.h"
 
 namespace tf::server {
@@ -144,7 +145,13 @@ class Server {
       lo.n_ctx = 8;  // the engine's own context is unused by the server: keep it small
       lo.kv_type = o_.kv_type;
       std::fprintf(stderr, "tokenfab: loading %s\n", o_.model_path.c_str());
+      std::unique_ptr<tools::Progress> bar;
+      lo.on_progress = [&](uint64_t done, uint64_t total) {
+        if (!bar) bar = std::make_unique<tools::Progress>("loading", total);
+        bar->set(done);
+      };
       auto engine = Engine::load(o_.model_path, lo);
+      if (bar) bar->finish();
       std::unique_ptr<chat::ChatTemplate> tmpl;
       if (!o_.chat_template_file.empty()) {
         std::ifstream f(o_.chat_template_file, std::ios::binary);
