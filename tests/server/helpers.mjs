@@ -47,12 +47,16 @@ export async function withTimeout(p, ms, what) {
 
 // Starts `tokenfab serve` on a free port and waits until GET /health answers 200 (`apiKey`:
 // sent with those polls, for a server started with --api-key).
+// `fdLimit`: run it with that many open files at most (soft and hard limit, set by sh's ulimit
+// before exec, so the pid is the server's).
 // Returns { url, port, child, log(), stop() }; stop() sends SIGTERM and resolves to
 // { code, signal, ms } (it kills the process and throws if it is still running after 10 s).
-export async function startServer({ args = [], ctx = 512, parallel = 4, apiKey = null } = {}) {
+export async function startServer({ args = [], ctx = 512, parallel = 4, apiKey = null, fdLimit = null } = {}) {
   const argv = ['serve', '-m', MODEL_PATH, '--host', '127.0.0.1', '--port', '0',
     '--parallel', String(parallel), '-c', String(ctx), ...args];
-  const child = spawn(BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = fdLimit
+    ? spawn('/bin/sh', ['-c', `ulimit -n ${Number(fdLimit)} && exec "$0" "$@"`, BIN, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   let output = '';
   const keep = (chunk) => {
