@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <atomic>
+#include <cstdio>
 #include <utility>  // (Boost 1.74's asio uses std::exchange without including it)
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -27,6 +28,8 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{ioc};
   std::atomic<size_t> connections{0};
   std::atomic<bool> stopping{false};
+  asio::steady_timer accept_retry{ioc};
+  bool accept_error_logged = false;
   void accept();
 };
 
@@ -66,7 +69,7 @@ class Session : public std::enable_shared_from_this<Session> {
     mark_closed();
   }
 
-  void start() { do_read(); }
+  void start() { do_read(srv_.opts.read_timeout_s); }
 
   // ---- streaming (I/O thread) ----
   void queue(std::string chunk) {
@@ -97,11 +100,13 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<StreamImpl> stream_obj_;
 
  private:
-  void do_read() {
+  // Reads the next request; `timeout_s` bounds the whole read (the first request of a
+  // connection gets read_timeout_s, later keep-alive ones idle_timeout_s).
+  void do_read(int timeout_s) {
     parser_.emplace();
     parser_->body_limit(srv_.opts.max_body);
     parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::seconds(srv_.opts.read_timeout_s));
+    stream_.expires_after(std::chrono::seconds(timeout_s));
     http::async_read(stream_, buf_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
@@ -186,7 +191,7 @@ class Session : public std::enable_shared_from_this<Session> {
         self->close();
         return;
       }
-      self->do_read();
+      self->do_read(self->srv_.opts.idle_timeout_s);
     });
   }
 
@@ -246,12 +251,15 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     writing_ = true;
-    asio::async_write(stream_.socket(), asio::buffer(out_.front()),
+    // A reader that takes no bytes for this long is gone.
+    stream_.expires_after(std::chrono::seconds(srv_.opts.write_timeout_s));
+    asio::async_write(stream_, asio::buffer(out_.front()),
                       [self = shared_from_this()](beast::error_code ec, size_t n) {
                         if (ec) {
                           self->close();
                           return;
                         }
+                        self->stream_.expires_never();  // (armed again by the next write)
                         self->backlog_ -= std::min(self->backlog_, n);
                         self->out_.pop_front();
                         if (self->out_.empty() && self->ending_) {
@@ -338,10 +346,22 @@ void StreamImpl::on_close(std::function<void()> fn) {
 void HttpServer::Impl::accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (stopping) return;
-    if (!ec) {
-      socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(std::move(socket), *this)->start();
+    if (ec) {
+      // Out of descriptors (EMFILE) or similar: the listening socket stays readable, so an
+      // immediate retry would spin. Wait a little, and say so once.
+      if (!accept_error_logged) {
+        std::fprintf(stderr, "tokenfab: accept failed: %s (retrying)\n", ec.message().c_str());
+        accept_error_logged = true;
+      }
+      accept_retry.expires_after(std::chrono::milliseconds(100));
+      accept_retry.async_wait([this](beast::error_code) {
+        if (!stopping) accept();
+      });
+      return;
     }
+    accept_error_logged = false;
+    socket.set_option(tcp::no_delay(true), ec);
+    std::make_shared<Session>(std::move(socket), *this)->start();
     accept();
   });
 }

@@ -60,6 +60,7 @@ struct HttpOptions {
   size_t max_body = size_t(10) << 20;
   int read_timeout_s = 30;      // to receive a whole request
   int idle_timeout_s = 60;      // keep-alive between requests
+  int write_timeout_s = 60;     // a streamed chunk not taken by the client for this long
   size_t max_stream_backlog = size_t(8) << 20;  // unsent bytes before a reader counts as stalled
 };
 

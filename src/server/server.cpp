@@ -278,6 +278,10 @@ class Server {
     if (shutting_down_) throw api_error(503, "server_error", "the server is shutting down", "shutting_down");
     if (!ready_) throw api_error(503, "server_error", "the model is still loading", "model_loading");
     Json body;
+    // nlohmann's parser stops at a NUL byte; no valid JSON holds a raw one.
+    if (req.body.find('\0') != std::string::npos)
+      throw api_error(400, "invalid_request_error", "the body is not valid JSON: it contains a NUL byte",
+                      "invalid_json");
     try {
       body = Json::parse(req.body);
     } catch (const std::exception& e) {
@@ -412,8 +416,17 @@ class Server {
       --streams_open_;
       return;
     }
-    bool failed = false;
-    for (const auto& r : j.results) failed |= r.finish_reason == "error";
+    bool failed = false, all_cancelled = true;
+    for (const auto& r : j.results) {
+      failed |= r.finish_reason == "error";
+      all_cancelled &= r.finish_reason == "cancelled";
+    }
+    if (all_cancelled && shutting_down_) {
+      metrics_.request_done(j.endpoint, 503);
+      j.stream->respond(error_response(api_error(503, "server_error", "the server shut down before this request finished",
+                                                 "shutting_down")));
+      return;
+    }
     if (failed) {
       metrics_.request_done(j.endpoint, 500);
       j.stream->respond(error_response(api_error(500, "server_error", "generation failed: " + error_, "internal_error")));
