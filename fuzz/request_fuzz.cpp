@@ -25,7 +25,7 @@ const tf::Tokenizer& tokenizer() {
       d.tokens.push_back(name);
       d.types.push_back(6);
     }
-    for (const char* piece : {"\xe2\x96\x81the", "\xe2\x96\x81a", "er", "in", "<|im_start|>", "<|im_end|>"}) {
+    for (const char* piece : {"\xe2\x96\x81" "the", "\xe2\x96\x81" "a", "er", "in", "<|im_start|>", "<|im_end|>"}) {
       d.tokens.push_back(piece);
       d.types.push_back(piece[0] == '<' ? 3 : 1);
     }
