@@ -433,8 +433,9 @@ void Value::append_repr(std::string& out) const {
       out += tup ? ')' : ']';
       return;
     }
-    case Kind::Dict: {
-      out += '{';
+    case Kind::Dict: case Kind::Namespace: {
+      const bool ns = kind_ == Kind::Namespace;
+      out += ns ? "<Namespace {" : "{";
       bool first = true;
       for (const auto& [k, v] : dict_->items) {
         if (!first) out += ", ";
@@ -443,20 +444,7 @@ void Value::append_repr(std::string& out) const {
         out += ": ";
         v.append_repr(out);
       }
-      out += '}';
-      return;
-    }
-    case Kind::Namespace: {
-      out += "<Namespace {";
-      bool first = true;
-      for (const auto& [k, v] : dict_->items) {
-        if (!first) out += ", ";
-        first = false;
-        k.append_repr(out);
-        out += ": ";
-        v.append_repr(out);
-      }
-      out += "}>";
+      out += ns ? "}>" : "}";
       return;
     }
     case Kind::Function: out += "<function " + fn_->name + ">"; return;

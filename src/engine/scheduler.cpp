@@ -10,6 +10,14 @@ namespace tf {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+// How many leading tokens a slot's cache shares with a prompt, keeping at least the prompt's
+// last token to process (its logits start the generation).
+size_t shared_prefix(const std::vector<TokenId>& cached, const std::vector<TokenId>& prompt) {
+  const size_t lim = std::min(cached.size(), prompt.size() - 1);
+  size_t n = 0;
+  while (n < lim && cached[n] == prompt[n]) ++n;
+  return n;
+}
 // Shared prefixes shorter than this are recomputed: a copy touches every layer's rows.
 constexpr size_t kMinPrefixCopy = 16;
 double ms_between(Clock::time_point a, Clock::time_point b) {
@@ -43,7 +51,8 @@ struct Scheduler::Seq {
 Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerParams& params)
     : model_(model), tok_(tok), p_(params) {
   if (p_.n_parallel < 1 || p_.n_parallel > 256) throw Error("parallel sequences must be in 1..256");
-  if (p_.step_tokens < 1) throw Error("step token budget must be positive");
+  if (p_.step_tokens < 1 || p_.prompt_tokens_while_decoding < 1)
+    throw Error("step token budgets must be positive");
   n_ctx_ = p_.n_ctx > 0 ? p_.n_ctx : std::min<int64_t>(model.config().n_ctx_train, 4096);
   ContextParams cp;
   cp.n_ctx = n_ctx_;
@@ -167,9 +176,7 @@ void Scheduler::admit() {
       for (size_t i = 0; i < slots_.size(); ++i) {
         if (slots_[i].seq) continue;
         const auto& c = slots_[i].cached;
-        size_t n = 0;
-        const size_t lim = std::min(c.size(), s->req.prompt.size() - 1);
-        while (n < lim && c[n] == s->req.prompt[n]) ++n;
+        const size_t n = shared_prefix(c, s->req.prompt);
         // Longest shared prefix; on a tie, the slot holding least (its cache is worth least).
         if (best < 0 || n > best_len ||
             (n == best_len && c.size() < slots_[size_t(best)].cached.size())) {
@@ -184,10 +191,7 @@ void Scheduler::admit() {
       size_t src_len = best_len;
       for (size_t i = 0; i < slots_.size(); ++i) {
         if (int(i) == best) continue;
-        const auto& c = slots_[i].cached;
-        size_t n = 0;
-        const size_t lim = std::min(c.size(), s->req.prompt.size() - 1);
-        while (n < lim && c[n] == s->req.prompt[n]) ++n;
+        const size_t n = shared_prefix(slots_[i].cached, s->req.prompt);
         if (n > src_len) {
           src = int(i);
           src_len = n;
@@ -234,6 +238,7 @@ bool Scheduler::step() {
     --budget;
   }
   // Then prompt chunks, oldest request first.
+  if (!out_seq.empty()) budget = std::min(budget, p_.prompt_tokens_while_decoding);
   std::vector<Seq*> pre;
   for (auto& sl : slots_)
     if (sl.seq && sl.seq->prefilling()) pre.push_back(sl.seq.get());
@@ -258,7 +263,7 @@ bool Scheduler::step() {
   for (auto& sl : slots_)
     if (sl.seq && !sl.seq->prefilling()) sl.seq->last_decoded = true;
   for (auto& [s, n] : chunks) s->prompt_done += n;
-  for (size_t i = 0; i < out_seq.size(); ++i) on_token(*out_seq[i], -1, ctx_->logits(int64_t(i)));
+  for (size_t i = 0; i < out_seq.size(); ++i) on_token(*out_seq[i], ctx_->logits(int64_t(i)));
   {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.steps;
@@ -274,7 +279,7 @@ bool Scheduler::step() {
   return true;
 }
 
-void Scheduler::on_token(Seq& s, TokenId, const float* raw) {
+void Scheduler::on_token(Seq& s, const float* raw) {
   if (s.done) return;
   const int64_t nv = ctx_->n_vocab();
   std::vector<float> logits(raw, raw + nv);

@@ -30,6 +30,9 @@ struct SchedulerParams {
   int n_parallel = 4;       // sequences decoded together (KV-cache slots)
   int64_t n_ctx = 0;        // positions per sequence; 0 = the model's (capped at 4096)
   int64_t step_tokens = 256;  // tokens per forward step (decode tokens first, then prompts)
+  // ... of which prompt tokens while other sequences are decoding: a step's time is every
+  // decoding stream's inter-token gap, so long prompts enter in smaller pieces then.
+  int64_t prompt_tokens_while_decoding = 64;
   int n_threads = 1;
   DType kv_type = DType::F16;
   size_t max_queue = 256;   // requests waiting for a slot; more are refused (QueueFull)
@@ -119,7 +122,7 @@ class Scheduler {
   bool step();  // one forward pass; false when there was nothing to do
   void admit();
   void finish(Seq& s, const std::string& reason, const std::string& error = "");
-  void on_token(Seq& s, TokenId tok, const float* logits);
+  void on_token(Seq& s, const float* logits);  // samples the next token from the logits
 
   const Model& model_;
   const Tokenizer& tok_;

@@ -176,7 +176,10 @@ describe('1,000 clients that disconnect mid-stream', () => {
       `(${((mem1.rss - mem0.rss) / 1024).toFixed(1)} MiB growth), peak ${fmtMiB(mem1.hwm)}`);
     assert.ok(TOTAL - finishedFirst >= TOTAL / 2,
       `only ${TOTAL - finishedFirst} of ${TOTAL} streams were still going at the disconnect: the test proved little`);
-    assert.ok(mem1.rss - mem0.rss <= 50 * 1024,
+    // Under AddressSanitizer freed memory sits in a quarantine (up to 256 MiB) before reuse,
+    // so RSS grows without any leak: the sanitizer's own leak check covers that build.
+    const limitKiB = process.env.TOKENFAB_SANITIZED ? 320 * 1024 : 50 * 1024;
+    assert.ok(mem1.rss - mem0.rss <= limitKiB,
       `server RSS grew by ${((mem1.rss - mem0.rss) / 1024).toFixed(1)} MiB over ${TOTAL} disconnects (${mem0.rss} -> ${mem1.rss} KiB)`);
     await assertAnswers(server, openai, reference, `after ${TOTAL} disconnects`);
   });
