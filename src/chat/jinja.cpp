@@ -52,6 +52,9 @@ bool names_field(const Expr& e, std::string_view name) {
   return found;
 }
 
+// Does the template take the field apart as a list: iterate over it (`for p in m.content`)
+// or run a list filter on it (`m.content | selectattr(...)`)? A mere `is string` test does not
+// count: many templates check that and then drop anything else.
 bool inspects(const Body& body, std::string_view name) {
   for (const auto& s : body) {
     if (s->kind == StmtKind::For && s->expr && names_field(*s->expr, name)) return true;
@@ -61,10 +64,11 @@ bool inspects(const Body& body, std::string_view name) {
   }
   bool found = false;
   visit_exprs(body, [&](const Expr& e) {
-    if (found || e.kind != ExprKind::Test) return;
-    if ((e.name == "string" || e.name == "iterable" || e.name == "mapping" || e.name == "sequence") &&
-        e.a && names_field(*e.a, name))
-      found = true;
+    if (found || e.kind != ExprKind::Filter || !e.a) return;
+    static const char* const kListFilters[] = {"selectattr", "rejectattr", "select", "reject", "map",
+                                               "first", "last", "batch", "join"};
+    for (const char* f : kListFilters)
+      if (e.name == f && names_field(*e.a, name)) found = true;
   });
   return found;
 }

@@ -44,10 +44,10 @@ class Template {
   // type errors as Python raises them) or when a limit is hit.
   std::string render(const Json& vars, const Limits& limits = {}) const;
 
-  // True if the template reads the named attribute/item of something in a for-loop iterable
-  // or in an `is string` / `is iterable` / `is mapping` test, e.g. `for part in
-  // message['content']` or `message.content is string`. The chat layer uses it to decide
-  // whether a template takes OpenAI content parts or plain strings.
+  // True if the template takes the named attribute/item of something apart as a list: a
+  // for loop over it (`for part in message['content']`) or a list filter on it
+  // (`message.content | selectattr(...)`). The chat layer uses it to decide whether a
+  // template takes OpenAI content parts or plain strings (as vLLM detects it).
   bool inspects_field(std::string_view name) const;
 
  private:

@@ -41,6 +41,15 @@ TEST(ChatLayer, ContentPartsJoinedUnlessTheTemplateTakesThem) {
   ChatTemplate parts(kParts, "", "");
   EXPECT_TRUE(parts.takes_content_parts());
   EXPECT_EQ(parts.apply(in), "<a><b>");
+  // Checking `is string` alone is not taking parts (Qwen3's template drops anything else).
+  ChatTemplate checks("{% for m in messages %}{% if m.content is string %}{{ m.content }}"
+                      "{% else %}DROPPED{% endif %}{% endfor %}",
+                      "", "");
+  EXPECT_FALSE(checks.takes_content_parts());
+  EXPECT_EQ(checks.apply(in), "a\nb");
+  ChatTemplate filtered("{{ messages[0].content | map(attribute='text') | join('+') }}", "", "");
+  EXPECT_TRUE(filtered.takes_content_parts());
+  EXPECT_EQ(filtered.apply(in), "a+b");
 }
 
 TEST(ChatLayer, MalformedMessagesNameTheIndex) {
