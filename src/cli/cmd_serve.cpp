@@ -1,4 +1,5 @@
 // tokenfab serve: the OpenAI-compatible HTTP server (see src/server/server.h).
+#include <cctype>
 #include <fstream>
 
 #include "cli/commands.h"
@@ -8,11 +9,38 @@
 
 namespace tf::cli {
 
+namespace {
+// "512M", "2G", "1.5GiB", "1000000" -> bytes (K/M/G/T are powers of 1024).
+size_t parse_bytes(const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  for (auto& ch : unit) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "K") scale = 1024.0;
+  else if (unit == "M") scale = 1024.0 * 1024;
+  else if (unit == "G") scale = 1024.0 * 1024 * 1024;
+  else if (unit == "T") scale = 1024.0 * 1024 * 1024 * 1024;
+  if (used == 0 || scale == 0 || !(v > 0) || v * scale > 1e15)
+    throw Error("--kv-memory: '" + text + "' is not a size (e.g. 512M, 2G)");
+  return size_t(v * scale);
+}
+}  // namespace
+
 Runner add_serve(CLI::App& app) {
   auto* c = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   auto o = std::make_shared<server::ServeOptions>();
   auto key_file = std::make_shared<std::string>();
   auto kv_type = std::make_shared<std::string>("f16");
+  auto kv_memory = std::make_shared<std::string>();
   c->add_option("-m,--model", o->model_path, "GGUF model file")->required();
   c->add_option("--host", o->http.host, "address to listen on (default 127.0.0.1: this machine only)");
   c->add_option("--port", o->http.port, "port (0: any free port, printed at start)");
@@ -24,8 +52,15 @@ Runner add_serve(CLI::App& app) {
   c->add_option("--chat-template", o->chat_template_file, "Jinja chat template file (default: the model's)");
   c->add_option("--model-id", o->model_id, "the model's name in the API (default: the file name)");
   c->add_option("--max-queue", o->max_queue, "requests waiting for a slot before 429 (default 256)");
+  c->add_option("--kv-memory", *kv_memory,
+                 "KV-cache memory, e.g. 2G (default: --parallel sequences of the full context); "
+                 "requests are admitted while their worst case fits");
+  c->add_option("--request-timeout", o->request_timeout_s,
+                "seconds a request may take from arrival, queue included (default 600; 0: none)")
+      ->check(CLI::NonNegativeNumber);
   add_kv_type_option(c, *kv_type);
-  return [o, key_file, kv_type] {
+  return [o, key_file, kv_type, kv_memory] {
+    if (!kv_memory->empty()) o->kv_memory = parse_bytes(*kv_memory);
     if (!key_file->empty()) {
       std::ifstream f(*key_file);
       if (!f) throw Error("cannot read the API key file " + *key_file);

@@ -10,16 +10,6 @@ namespace tf {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-// How many leading tokens a slot's cache shares with a prompt, keeping at least the prompt's
-// last token to process (its logits start the generation).
-size_t shared_prefix(const std::vector<TokenId>& cached, const std::vector<TokenId>& prompt) {
-  const size_t lim = std::min(cached.size(), prompt.size() - 1);
-  size_t n = 0;
-  while (n < lim && cached[n] == prompt[n]) ++n;
-  return n;
-}
-// Shared prefixes shorter than this are recomputed: a copy touches every layer's rows.
-constexpr size_t kMinPrefixCopy = 16;
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -32,6 +22,7 @@ struct Scheduler::Seq {
   Sampler sampler;
   StreamDecoder dec;
   int slot = -1;
+  int64_t worst = 0;       // KV blocks reserved for it at admission (worst_blocks)
   size_t prompt_done = 0;  // prompt tokens whose K/V are in the slot
   int64_t cached = 0;      // ... of which were there before this request
   std::vector<TokenId> generated;
@@ -60,15 +51,41 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerPa
   cp.n_batch = std::min<int64_t>(p_.step_tokens, 512);
   cp.n_threads = p_.n_threads;
   cp.kv_type = p_.kv_type;
+  if (p_.kv_memory > 0) {
+    const size_t bb = KvCache::block_bytes_for(model.config().n_layer, model.config().kv_dim(), p_.kv_type);
+    cp.kv_blocks = int64_t(p_.kv_memory / bb);
+    if (cp.kv_blocks < 1)
+      throw Error("the KV memory budget of " + std::to_string(p_.kv_memory) +
+                  " bytes is less than one block (" + std::to_string(bb) + " bytes for " +
+                  std::to_string(KvCache::kBlockLen) + " positions)");
+  } else {
+    // Each sequence may need one block more than its positions: the copy of a shared block
+    // it writes into (copy on write, at most once: see worst_blocks).
+    cp.kv_blocks = p_.n_parallel * (KvCache::blocks_for(n_ctx_) + 1);
+  }
   ctx_ = std::make_unique<Context>(model, cp);
+  prefix_ = std::make_unique<PrefixCache>(ctx_->kv());
   slots_.resize(size_t(p_.n_parallel));
   for (TokenId id = 0; id < tok.n_vocab(); ++id)
     if (tok.is_eog(id)) eog_.push_back(id);
-  stats_.kv_total_cells = n_ctx_ * p_.n_parallel;
+  stats_.kv_total_blocks = ctx_->kv().n_blocks();
+  stats_.kv_block_tokens = KvCache::kBlockLen;
+  stats_.kv_total_cells = stats_.kv_total_blocks * KvCache::kBlockLen;
   thread_ = std::thread([this] { loop(); });
 }
 
-Scheduler::~Scheduler() { shutdown(false); }
+Scheduler::~Scheduler() {
+  shutdown(false);
+  prefix_.reset();  // releases its blocks before the context goes
+}
+
+// The blocks of its positions, plus one: a sequence writes into a shared block at most once,
+// at its first position past the cached prefix it attached (later it writes only past its own
+// published blocks), and that copy on write takes a block while the cache keeps the original.
+int64_t Scheduler::worst_blocks(const GenRequest& r) const {
+  const int64_t most = r.max_tokens < 0 ? n_ctx_ : int64_t(r.prompt.size()) + r.max_tokens;
+  return KvCache::blocks_for(std::min(most, n_ctx_)) + 1;
+}
 
 void Scheduler::shutdown(bool drain) {
   {
@@ -90,6 +107,12 @@ uint64_t Scheduler::submit(GenRequest req, GenSink sink) {
     throw Error("the prompt (" + std::to_string(req.prompt.size()) + " tokens) plus max_tokens (" +
                 std::to_string(std::max<int32_t>(req.max_tokens, 0)) +
                 ") does not fit the context of " + std::to_string(n_ctx_) + " tokens");
+  if (worst_blocks(req) > ctx_->kv().n_blocks())
+    throw Error("the prompt (" + std::to_string(req.prompt.size()) + " tokens) plus max_tokens (" +
+                (req.max_tokens < 0 ? std::string("unset: the whole context") : std::to_string(req.max_tokens)) +
+                ") does not fit the KV memory of " +
+                std::to_string(ctx_->kv().n_blocks() * KvCache::kBlockLen) + " positions");
+  if (!(req.timeout_s >= 0)) throw Error("the timeout must not be negative");
   req.sampling.validate();
   auto s = std::make_shared<Seq>(std::move(req), std::move(sink), tok_);
   s->t_submit = Clock::now();
@@ -168,59 +191,59 @@ void Scheduler::admit() {
     }
     cancels_.clear();
     while (!queue_.empty()) {
-      // The free slot whose cache shares the longest prefix with the prompt (at least one
-      // prompt token is always processed, for the logits).
       auto s = queue_.front();
-      int best = -1;
-      size_t best_len = 0;
-      for (size_t i = 0; i < slots_.size(); ++i) {
-        if (slots_[i].seq) continue;
-        const auto& c = slots_[i].cached;
-        const size_t n = shared_prefix(c, s->req.prompt);
-        // Longest shared prefix; on a tie, the slot holding least (its cache is worth least).
-        if (best < 0 || n > best_len ||
-            (n == best_len && c.size() < slots_[size_t(best)].cached.size())) {
-          best = int(i);
-          best_len = n;
-        }
-      }
-      if (best < 0) break;
-      // Another slot (busy or idle) may hold a longer prefix of this prompt, e.g. the same
-      // system prompt for another user: copy those positions instead of recomputing them.
-      int src = -1;
-      size_t src_len = best_len;
-      for (size_t i = 0; i < slots_.size(); ++i) {
-        if (int(i) == best) continue;
-        const size_t n = shared_prefix(slots_[i].cached, s->req.prompt);
-        if (n > src_len) {
-          src = int(i);
-          src_len = n;
-        }
-      }
+      int free_slot = -1;
+      for (size_t i = 0; i < slots_.size() && free_slot < 0; ++i)
+        if (!slots_[i].seq) free_slot = int(i);
+      // In order of arrival, while a slot is free and the pool can hold the request's worst
+      // case next to those of the running sequences.
+      const int64_t worst = worst_blocks(s->req);
+      if (free_slot < 0 || committed_blocks_ + worst > ctx_->kv().n_blocks()) break;
       queue_.pop_front();
-      Slot& sl = slots_[size_t(best)];
+      Slot& sl = slots_[size_t(free_slot)];
       sl.seq = s;
-      if (src >= 0 && src_len >= best_len + kMinPrefixCopy) {
-        ctx_->kv().copy_prefix(src, best, int32_t(src_len));
-        sl.cached.assign(slots_[size_t(src)].cached.begin(), slots_[size_t(src)].cached.begin() + long(src_len));
-        best_len = src_len;
-        ++stats_.prefix_copies;
-      }
-      sl.cached.resize(best_len);
-      s->slot = best;
-      s->prompt_done = best_len;
-      s->cached = int64_t(best_len);
+      s->slot = free_slot;
+      s->worst = worst;
+      committed_blocks_ += worst;
+      // The longest cached prefix, keeping at least the prompt's last token to process (its
+      // logits start the generation).
+      const auto& pr = s->req.prompt;
+      const size_t hit = prefix_->attach(free_slot, pr.data(), pr.size(), pr.size() - 1);
+      sl.cached.assign(pr.begin(), pr.begin() + long(hit));
+      s->prompt_done = hit;
+      s->cached = int64_t(hit);
       s->t_admit = Clock::now();
-      for (size_t i = 0; i < s->req.prompt.size(); ++i) s->sampler.accept(s->req.prompt[i]);
-      if (best_len > 0) ++stats_.prefix_hits;
-      stats_.cached_tokens += int64_t(best_len);
+      for (size_t i = 0; i < pr.size(); ++i) s->sampler.accept(pr[i]);
+      if (hit > 0) ++stats_.prefix_hits;
+      stats_.cached_tokens += int64_t(hit);
       admitted.push_back(s);
     }
     stats_.waiting = int64_t(queue_.size());
   }
-  for (auto& s : admitted) ctx_->kv().truncate(s->slot, int32_t(s->prompt_done));
   for (auto& s : cancelled)
     if (!s->done) finish(*s, "cancelled");
+  // Requests past their deadline, queued or running.
+  const auto now = Clock::now();
+  std::vector<std::shared_ptr<Seq>> late;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto past = [&](const Seq& s) {
+      return s.req.timeout_s > 0 &&
+             now - s.t_submit > std::chrono::duration<double>(s.req.timeout_s);
+    };
+    for (auto it = queue_.begin(); it != queue_.end();)
+      if (past(**it)) {
+        late.push_back(*it);
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    for (auto& sl : slots_)
+      if (sl.seq && past(*sl.seq)) late.push_back(sl.seq);
+    stats_.waiting = int64_t(queue_.size());
+  }
+  for (auto& s : late)
+    if (!s->done) finish(*s, "timeout");
 }
 
 bool Scheduler::step() {
@@ -257,26 +280,51 @@ bool Scheduler::step() {
     budget -= int64_t(n);
   }
   if (batch.size() == 0) return false;
+  {
+    // Free blocks for the batch, from the prefix cache's unused entries if need be.
+    KvCache& kv = ctx_->kv();
+    int64_t need = 0;
+    for (const auto& sl : slots_) {
+      if (!sl.seq) continue;
+      const int32_t at = int32_t(sl.cached.size());
+      int32_t to = at;
+      for (size_t i = 0; i < batch.size(); ++i)
+        if (batch.seq[i] == sl.seq->slot) to = std::max(to, batch.pos[i] + 1);
+      if (to > at) need += kv.blocks_to_reserve(sl.seq->slot, at, to);
+    }
+    if (need > kv.free_blocks()) prefix_->evict(need - kv.free_blocks());
+  }
   ctx_->decode(batch);
   // The cache now holds what the batch carried.
   for (size_t i = 0; i < batch.size(); ++i) slots_[size_t(batch.seq[i])].cached.push_back(batch.tokens[i]);
   for (auto& sl : slots_)
     if (sl.seq && !sl.seq->prefilling()) sl.seq->last_decoded = true;
-  for (auto& [s, n] : chunks) s->prompt_done += n;
+  for (auto& [s, n] : chunks) {
+    s->prompt_done += n;
+    // Whole prompt blocks are shared from now on, even while this request still runs.
+    const Slot& sl = slots_[size_t(s->slot)];
+    prefix_->publish(s->slot, sl.cached.data(), sl.cached.size());
+  }
   for (size_t i = 0; i < out_seq.size(); ++i) on_token(*out_seq[i], ctx_->logits(int64_t(i)));
   {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.steps;
-    int64_t used = 0, running = 0;
-    for (const auto& sl : slots_) {
-      if (!sl.seq) continue;  // an idle slot's cells only hold a reusable prefix
-      used += int64_t(sl.cached.size());
-      ++running;
-    }
-    stats_.kv_used_cells = used;
-    stats_.running = running;
+    update_stats();
   }
   return true;
+}
+
+void Scheduler::update_stats() {
+  int64_t used = 0, running = 0;
+  for (const auto& sl : slots_) {
+    if (!sl.seq) continue;
+    used += int64_t(sl.cached.size());
+    ++running;
+  }
+  stats_.kv_used_cells = used;
+  stats_.running = running;
+  stats_.kv_used_blocks = ctx_->kv().blocks_in_tables();
+  stats_.kv_cached_blocks = int64_t(prefix_->size());
 }
 
 void Scheduler::on_token(Seq& s, const float* raw) {
@@ -378,18 +426,18 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
     std::lock_guard<std::mutex> lk(mu_);
     if (s.slot >= 0) {
       Slot& sl = slots_[size_t(s.slot)];
-      // The slot keeps its K/V (the prompt, and the tokens decoded) for prefix reuse.
-      if (sl.seq.get() == &s) sl.seq.reset();
-      ctx_->kv().truncate(s.slot, int32_t(sl.cached.size()));
+      if (sl.seq.get() == &s) {
+        // Its blocks (prompt and the tokens decoded, the last partial one too) stay in the
+        // prefix cache; the slot gives everything back at once.
+        prefix_->publish(s.slot, sl.cached.data(), sl.cached.size(), /*tail=*/true);
+        ctx_->kv().truncate(s.slot, 0);
+        sl.cached.clear();
+        sl.seq.reset();
+        committed_blocks_ -= s.worst;
+      }
     }
     ++stats_.requests_done;
-    stats_.running = 0;
-    stats_.kv_used_cells = 0;
-    for (const auto& sl : slots_) {
-      if (!sl.seq) continue;
-      ++stats_.running;
-      stats_.kv_used_cells += int64_t(sl.cached.size());
-    }
+    update_stats();
     stats_.prompt_tokens += u.prompt_tokens;
     stats_.completion_tokens += u.completion_tokens;
   }

@@ -1,9 +1,13 @@
 // Continuous batching: many generation requests share one model context. A scheduler thread
 // runs steps; each step is one forward pass over a batch holding the next token of every
 // decoding sequence plus prompt chunks of new ones, up to a token budget, so a long prompt
-// never stalls the others' decoding. Each sequence owns a KV-cache slot; a new request takes
-// the free slot whose cached tokens share the longest prefix with its prompt and processes
-// only the rest (a system prompt or a conversation's earlier turns are not recomputed).
+// never stalls the others' decoding. Each running sequence owns a KV-cache sequence slot whose
+// block table grows with it. Prompt blocks are published to the prefix cache as soon as they
+// are computed, and a sequence's blocks when it ends: a new request attaches the cached blocks
+// of its longest cached prefix and processes only the rest (a system prompt shared by many
+// users, a conversation's earlier turns, an agent's growing transcript are not recomputed).
+// A request is admitted only when the pool can hold its worst case (prompt + max_tokens, or
+// the whole context), so a running sequence never runs out of KV memory.
 //
 // Requests are admitted through a bounded queue; events (text deltas with their tokens, and
 // the final usage) are delivered to a sink on the scheduler thread. Nothing here knows HTTP.
@@ -20,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/prefix_cache.h"
 #include "model/context.h"
 #include "sample/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -35,6 +40,8 @@ struct SchedulerParams {
   int64_t prompt_tokens_while_decoding = 64;
   int n_threads = 1;
   DType kv_type = DType::F16;
+  // KV memory budget in bytes; 0 = enough for n_parallel sequences of n_ctx positions.
+  size_t kv_memory = 0;
   size_t max_queue = 256;   // requests waiting for a slot; more are refused (QueueFull)
 };
 
@@ -45,6 +52,9 @@ struct GenRequest {
   std::vector<std::string> stop;  // stop strings: matched across tokens, never emitted
   bool ignore_eos = false;
   int32_t top_logprobs = -1;    // < 0: no logprobs; else the chosen token's and this many more
+  // Wall-clock limit from submission (queue time included); 0 = none. Past it the request
+  // ends with finish_reason "timeout", keeping what it generated.
+  double timeout_s = 0;
 };
 
 struct TokenLogprob {
@@ -71,7 +81,7 @@ struct GenEvent {
   std::string text;
   std::vector<GenToken> tokens;
   bool done = false;
-  std::string finish_reason;  // when done: "stop", "length", "cancelled", "error"
+  std::string finish_reason;  // when done: "stop", "length", "cancelled", "timeout", "error"
   std::string error;          // when finish_reason == "error"
   GenUsage usage;             // when done
 };
@@ -79,11 +89,13 @@ using GenSink = std::function<void(const GenEvent&)>;
 
 struct SchedulerStats {
   int64_t waiting = 0, running = 0;
-  int64_t kv_used_cells = 0, kv_total_cells = 0;  // used: cells of running sequences
+  int64_t kv_used_cells = 0, kv_total_cells = 0;  // used: positions of running sequences
+  int64_t kv_used_blocks = 0, kv_total_blocks = 0;  // used: in running sequences' tables
+  int64_t kv_cached_blocks = 0;  // in the prefix cache (some also used)
+  int64_t kv_block_tokens = 0;   // positions per block
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;  // totals
   int64_t requests_done = 0, steps = 0;
   int64_t prefix_hits = 0;  // requests that reused at least one cached token
-  int64_t prefix_copies = 0;  // ... of which from another slot (copied)
 };
 
 class Scheduler {
@@ -102,7 +114,7 @@ class Scheduler {
 
   // Queues a request and returns its id. The sink gets events on the scheduler thread and
   // must not block. Throws tf::Error when the prompt is empty or prompt + max_tokens cannot
-  // fit a sequence's context, QueueFull when the queue is full.
+  // fit a sequence's context (or the KV memory), QueueFull when the queue is full.
   uint64_t submit(GenRequest req, GenSink sink);
   // Stops a request (queued or running); its sink gets a final "cancelled" event. Unknown
   // ids (already finished) are ignored.
@@ -115,7 +127,7 @@ class Scheduler {
   struct Seq;
   struct Slot {
     std::vector<TokenId> cached;  // tokens whose K/V the slot holds, in order
-    std::shared_ptr<Seq> seq;     // the sequence using it, or null
+    std::shared_ptr<Seq> seq;     // the sequence using it, or null (then it holds nothing)
   };
 
   void loop();
@@ -123,13 +135,17 @@ class Scheduler {
   void admit();
   void finish(Seq& s, const std::string& reason, const std::string& error = "");
   void on_token(Seq& s, const float* logits);  // samples the next token from the logits
+  int64_t worst_blocks(const GenRequest& r) const;  // KV blocks it may come to hold
+  void update_stats();  // the gauges; with mu_ held
 
   const Model& model_;
   const Tokenizer& tok_;
   SchedulerParams p_;
   int64_t n_ctx_;
   std::unique_ptr<Context> ctx_;
+  std::unique_ptr<PrefixCache> prefix_;
   std::vector<Slot> slots_;
+  int64_t committed_blocks_ = 0;  // worst_blocks of the running sequences
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -1,6 +1,7 @@
 #include "model/context.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <string>
 
@@ -20,6 +21,17 @@ constexpr int64_t kAttnParallelMinWork = int64_t(1) << 18;
 // their prompts up to 2x slower as often as 2x faster (stories260K pp128 at 2 threads: 11-61k
 // t/s against 22-25k at 1; serial: 20-25k).
 constexpr size_t kSmallModelBytes = size_t(16) << 20;
+
+// x[i] = fp16(x[i]) as a float: the softmax weights as llama.cpp multiplies them with fp16
+// values (it stores them in fp16 for that product).
+void round_to_f16(float* x, int64_t n) {
+  uint16_t h[256];
+  for (int64_t i = 0; i < n; i += 256) {
+    const int64_t m = std::min<int64_t>(256, n - i);
+    kernels::f32_to_f16_row(x + i, h, m);
+    for (int64_t k = 0; k < m; ++k) x[i + k] = fp16_to_f32(h[k]);
+  }
+}
 }  // namespace
 
 Context::Context(const Model& model, const ContextParams& params)
@@ -29,7 +41,7 @@ Context::Context(const Model& model, const ContextParams& params)
       n_vocab_(cfg_.n_vocab),
       pool_(params.n_threads),
       kv_(cfg_.n_layer, params.n_seq, params.n_ctx > 0 ? params.n_ctx : cfg_.n_ctx_train,
-          cfg_.kv_dim(), params.kv_type) {
+          cfg_.kv_dim(), params.kv_type, params.kv_blocks) {
   const size_t nb = size_t(n_batch_);
   x_.resize(nb * cfg_.n_embd);
   xb_.resize(nb * std::max(cfg_.n_embd, cfg_.q_dim()));
@@ -40,10 +52,7 @@ Context::Context(const Model& model, const ContextParams& params)
   att_.resize(nb * cfg_.q_dim());
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
-  vh_.resize(size_t(cfg_.kv_dim()));
   scores_.resize(size_t(pool_.size()) * size_t(cfg_.n_head / cfg_.n_head_kv) * size_t(kv_.n_ctx()));
-  attn_f16_.resize(size_t(pool_.size()) * size_t(cfg_.n_head / cfg_.n_head_kv) *
-                   size_t(kv_.n_ctx()));
   serial_attention_ = model.weight_bytes() < kSmallModelBytes;
 }
 
@@ -55,7 +64,9 @@ void Context::decode(const Batch& b) {
   // Validate everything first, tracking how far each sequence will be filled, so a bad batch
   // changes nothing.
   std::vector<int32_t>& len = seq_fill_;
+  std::vector<int32_t>& from = seq_from_;  // each sequence's lowest position in the batch
   len.resize(size_t(kv_.n_seq()));
+  from.assign(size_t(kv_.n_seq()), INT32_MAX);
   for (int64_t s = 0; s < kv_.n_seq(); ++s) len[size_t(s)] = kv_.seq_len(s);
   int64_t n_out = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -71,8 +82,18 @@ void Context::decode(const Batch& b) {
       throw Error("decode: position " + std::to_string(b.pos[i]) + " leaves a gap in sequence " +
                   std::to_string(b.seq[i]));
     l = std::max(l, b.pos[i] + 1);
+    from[size_t(b.seq[i])] = std::min(from[size_t(b.seq[i])], b.pos[i]);
     n_out += b.want_logits[i] ? 1 : 0;
   }
+  // The blocks the batch writes into: all free ones needed, checked before any is taken.
+  int64_t need = 0;
+  for (int64_t s = 0; s < kv_.n_seq(); ++s)
+    if (from[size_t(s)] != INT32_MAX) need += kv_.blocks_to_reserve(s, from[size_t(s)], len[size_t(s)]);
+  if (need > kv_.free_blocks())
+    throw Error("decode: the KV cache is full (" + std::to_string(need) + " blocks needed, " +
+                std::to_string(kv_.free_blocks()) + " free)");
+  for (int64_t s = 0; s < kv_.n_seq(); ++s)
+    if (from[size_t(s)] != INT32_MAX) kv_.reserve(s, from[size_t(s)], len[size_t(s)]);
   if (logits_.size() < size_t(n_out) * size_t(n_vocab_))
     logits_.resize(size_t(n_out) * size_t(n_vocab_));
   n_out_ = 0;
@@ -122,18 +143,12 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
       rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
       rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
       if (kv_.type() == DType::Q8_0) {
-        kernels::quantize_act(DType::Q8_0, k, kv_.k_q8(l, seq[t], pos[t]), KV);
-        kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_q8(l, seq[t], pos[t]), KV);
-        continue;
-      }
-      kernels::f32_to_f16_row(k, kv_.k(l, seq[t], pos[t]), KV);
-      kernels::f32_to_f16_row(&v_[t * KV], vh_.data(), KV);
-      for (int64_t i = 0; i < KV; ++i) {
-        // Values are read with weight 0 beyond a sequence's length (see attention), so they must
-        // stay finite: an overflow saturates instead of storing an infinity (0 * inf = NaN).
-        uint16_t h = vh_[size_t(i)];
-        if ((h & 0x7FFF) == 0x7C00) h = uint16_t((h & 0x8000) | 0x7BFF);
-        kv_.v_row(l, seq[t], i)[pos[t]] = h;
+        kernels::quantize_act(DType::Q8_0, k, kv_.k_row(l, seq[t], pos[t]), KV);
+        kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_row(l, seq[t], pos[t]), KV);
+      } else {
+        kernels::f32_to_f16_row(k, reinterpret_cast<uint16_t*>(kv_.k_row(l, seq[t], pos[t])), KV);
+        kernels::f32_to_f16_row(&v_[t * KV],
+                                reinterpret_cast<uint16_t*>(kv_.v_row(l, seq[t], pos[t])), KV);
       }
     }
     attention(l, pos, seq, n);
@@ -184,29 +199,31 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
 }
 
 // Scaled dot-product attention of each (token, head) over its sequence's cached positions,
-// rounding like llama.cpp's CPU path without flash attention: q is rounded to fp16 for the
-// products with the fp16 keys (kq = K q), the softmax weights are rounded to fp16 for the
-// products with the fp16 values (kqv = V^T p, V stored transposed), and both products use the
-// kernels llama.cpp would pick for them (llama_dot_kernel).
+// read block by block through the sequence's block table. Scores round like llama.cpp's CPU
+// path without flash attention: q is rounded to fp16 for the products with the fp16 keys
+// (kq = K q), with the kernel llama.cpp would pick for them (llama_dot_kernel); each score is
+// one dot product, so blocks do not change it. The softmax weights, rounded to fp16 as
+// llama.cpp rounds them, then sum the fp16 value rows in float, position by position (flash
+// attention's form: llama.cpp's transposed-value products would need each position's values
+// of one dimension side by side, across blocks). The products are llama.cpp's, exact in
+// float; only the order of their additions differs.
 void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n) {
   if (kv_.type() == DType::Q8_0) return attention_q8(layer, pos, seq, n);
   const ModelConfig& c = cfg_;
-  const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
+  const int64_t D = c.head_dim, Q = c.q_dim(), KV = c.kv_dim(), group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(D));
   const int64_t n_ctx = kv_.n_ctx();
+  constexpr int64_t B = KvCache::kBlockLen;
   // llama.cpp attends over the first n_kv cells of its cache, the used length rounded up to a
-  // multiple of 32, with the cells after each token's position masked out (weight exactly 0).
-  // The padding adds nothing, but for a single token n_kv decides which products
-  // ggml_vec_dot_f16 adds in float SIMD lanes and which in double.
+  // multiple of 32; for a single token n_kv decides which products ggml_vec_dot_f16 adds in
+  // float SIMD lanes and which in double.
   int32_t max_pos = 0;
   for (int64_t t = 0; t < n; ++t) max_pos = std::max(max_pos, pos[t]);
   const int64_t n_kv = std::min<int64_t>(n_ctx, (int64_t(max_pos) + 32) / 32 * 32);
   const DotKernel kq_kernel = llama_dot_kernel(DType::F16, n_kv, D, n);
-  const DotKernel kqv_kernel = llama_dot_kernel(DType::F16, D, n_kv, n);
   if (qh_.size() < size_t(n * Q)) qh_.resize(size_t(n * Q));
   kernels::f32_to_f16_row(q_.data(), qh_.data(), n * Q);
-  if (kq_kernel == DotKernel::Sgemm && kqv_kernel == DotKernel::Sgemm &&
-      kernels::has_gemm(DType::F16)) {
+  if (kq_kernel == DotKernel::Sgemm && kernels::has_gemm(DType::F16)) {
     attention_tiled(layer, pos, seq, n, n_kv, scale);
     return;
   }
@@ -222,26 +239,21 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   while (hg % 2 == 0 && n * c.n_head / hg < 2 * pool_.size()) hg /= 2;
   auto job = [&](int64_t b, int64_t e, int tid) {
     float* sc = &scores_[size_t(tid) * size_t(group) * size_t(n_ctx)];
-    uint16_t* p16 = &attn_f16_[size_t(tid) * size_t(group) * size_t(n_ctx)];
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / (c.n_head / hg), h0 = job % (c.n_head / hg) * hg, kvh = h0 / group;
       const int64_t len = int64_t(pos[t]) + 1;
-      kernels::dot_f16_rows_group(kv_.k(layer, seq[t], 0) + kvh * D, size_t(c.kv_dim()), len,
-                                  &qh_[size_t(t * Q + h0 * D)], size_t(D), hg, D, kq_kernel, scale,
-                                  sc, size_t(n_ctx));
+      const kernels::PagedRows keys = kv_.keys(layer, seq[t]);
+      for (int64_t j0 = 0; j0 < len; j0 += B)
+        kernels::dot_f16_rows_group(reinterpret_cast<const uint16_t*>(keys.row(j0)) + kvh * D,
+                                    size_t(KV), std::min(B, len - j0), &qh_[size_t(t * Q + h0 * D)],
+                                    size_t(D), hg, D, kq_kernel, scale, sc + j0, size_t(n_ctx));
+      const kernels::PagedRows values = kv_.values(layer, seq[t]);
       for (int64_t h = 0; h < hg; ++h) {
         float* s = sc + size_t(h) * size_t(n_ctx);
-        uint16_t* p = p16 + size_t(h) * size_t(n_ctx);
         softmax_inplace(s, len);
-        kernels::f32_to_f16_row(s, p, len);
-        // Cells in [len, n_kv) have weight exactly 0; whatever finite values they hold add
-        // nothing, so the transposed value rows are used in place.
-        std::fill(p + len, p + n_kv, uint16_t(0));
+        round_to_f16(s, len);
+        kernels::f16_weighted_sum(values, len, kvh * D, D, s, &att_[size_t(t * Q + (h0 + h) * D)]);
       }
-      // The group's outputs are consecutive in att_ (D apart).
-      kernels::dot_f16_rows_group(kv_.v_row(layer, seq[t], kvh * D), size_t(n_ctx), D, p16,
-                                  size_t(n_ctx), hg, n_kv, kqv_kernel, 1.0f,
-                                  &att_[size_t(t * Q + h0 * D)], size_t(D));
     }
   };
   run_attention_jobs(n * c.n_head / hg, work, job);
@@ -256,6 +268,7 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
   const ModelConfig& c = cfg_;
   const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(D));
+  constexpr int64_t B = KvCache::kBlockLen;
   const bool whole_blocks = D % 32 == 0;
   const size_t q_row = whole_blocks ? row_bytes(DType::Q8_0, Q) : 0;
   const size_t head_bytes = whole_blocks ? row_bytes(DType::Q8_0, D) : 0;
@@ -271,38 +284,40 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
       const int64_t len = int64_t(pos[t]) + 1;
-      if (whole_blocks) {
-        kernels::dot_rows(DType::Q8_0, kv_.k_q8(layer, seq[t], 0) + size_t(kvh) * head_bytes,
-                          kv_.row_bytes(), len, &qq_[q_row * size_t(t) + size_t(h) * head_bytes], D,
-                          sc);
-        for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
-      } else {
-        kernels::q8_0_scores_sliced(kv_.k_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D,
-                                    &q_[size_t(t * Q + h * D)], scale, sc);
+      const kernels::PagedRows keys = kv_.keys(layer, seq[t]);
+      for (int64_t j0 = 0; j0 < len; j0 += B) {
+        const int64_t rows = std::min(B, len - j0);
+        if (whole_blocks)
+          kernels::dot_rows(DType::Q8_0, keys.row(j0) + size_t(kvh) * head_bytes, kv_.row_bytes(),
+                            rows, &qq_[q_row * size_t(t) + size_t(h) * head_bytes], D, sc + j0);
+        else
+          kernels::q8_0_scores_sliced(keys.row(j0), kv_.row_bytes(), rows, kvh * D, D,
+                                      &q_[size_t(t * Q + h * D)], scale, sc + j0);
       }
+      if (whole_blocks)
+        for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
       softmax_inplace(sc, len);
-      kernels::q8_0_weighted_sum(kv_.v_q8(layer, seq[t], 0), kv_.row_bytes(), len, kvh * D, D, sc,
+      kernels::q8_0_weighted_sum(kv_.values(layer, seq[t]), len, kvh * D, D, sc,
                                  &att_[size_t(t * Q + h * D)]);
     }
   };
   run_attention_jobs(n * c.n_head, work, job);
 }
 
-// Attention of several tokens as matrix products (prompt processing, when llama.cpp uses its
-// sgemm kernel for both products): per head and tile of up to kTile consecutive tokens of one
-// sequence, S = K Q^T over the cells the tile can see, then softmax per row, then V^T P. The
-// matrix kernel adds in the same order as the per-token dots (see kernels::gemm), so results
-// are the same bits. Cells past a tile's last position only ever add exact zeros to the value
-// products, so a tile stops at its own last position (rounded up to 32) instead of n_kv: the
-// causal half of the work is skipped.
+// Attention of several tokens with the scores as matrix products (prompt processing, when
+// llama.cpp uses its sgemm kernel for them): per head and tile of up to kTile consecutive
+// tokens of one sequence, S = K Q^T over the cells the tile can see, block by block, then
+// softmax per row and the weighted value sums. The matrix kernel adds in the same order as
+// the per-token dots (see kernels::gemm), so the scores are the same bits. A tile stops at its
+// own last position (rounded up to 32) instead of n_kv: the causal half of the work is skipped.
 void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
                               int64_t n_kv, float scale) {
   constexpr int64_t kTile = 64;
+  constexpr int64_t B = KvCache::kBlockLen;
   const ModelConfig& c = cfg_;
   const int64_t D = c.head_dim, Q = c.q_dim(), KV = c.kv_dim(), group = c.n_head / c.n_head_kv;
-  const int64_t n_ctx = kv_.n_ctx();
   // Tiles: runs of at most kTile consecutive tokens of the same sequence, with the cells they
-  // can see (their last position, rounded up to 32).
+  // can see (their last position, rounded up to 32: within the blocks reserved for it).
   tiles_.clear();
   int64_t work = 0;  // multiply-adds, roughly
   for (int64_t t = 0; t < n;) {
@@ -321,20 +336,20 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
       const auto [t0, t1, cells] = tiles_[size_t(jb / c.n_head)];
       const int64_t h = jb % c.n_head, kvh = h / group, m = t1 - t0;
       if (ts.s.size() < size_t(m * cells)) ts.s.resize(size_t(m * cells));
-      if (ts.p.size() < size_t(m * cells)) ts.p.resize(size_t(m * cells));
-      kernels::gemm(DType::F16, kv_.k(layer, seq[t0], 0) + kvh * D, size_t(KV) * 2, cells,
-                    &qh_[size_t(t0 * Q + h * D)], size_t(Q) * 2, m, D, ts.s.data(), cells);
+      const kernels::PagedRows keys = kv_.keys(layer, seq[t0]);
+      for (int64_t j0 = 0; j0 < cells; j0 += B)
+        kernels::gemm(DType::F16, reinterpret_cast<const uint16_t*>(keys.row(j0)) + kvh * D,
+                      size_t(KV) * 2, std::min(B, cells - j0), &qh_[size_t(t0 * Q + h * D)],
+                      size_t(Q) * 2, m, D, ts.s.data() + j0, cells);
+      const kernels::PagedRows values = kv_.values(layer, seq[t0]);
       for (int64_t t = t0; t < t1; ++t) {
         float* sc = &ts.s[size_t((t - t0) * cells)];
-        uint16_t* p16 = &ts.p[size_t((t - t0) * cells)];
         const int64_t len = int64_t(pos[t]) + 1;
         for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
         softmax_inplace(sc, len);
-        kernels::f32_to_f16_row(sc, p16, len);
-        std::fill(p16 + len, p16 + cells, uint16_t(0));
+        round_to_f16(sc, len);
+        kernels::f16_weighted_sum(values, len, kvh * D, D, sc, &att_[size_t(t * Q + h * D)]);
       }
-      kernels::gemm(DType::F16, kv_.v_row(layer, seq[t0], kvh * D), size_t(n_ctx) * 2, D,
-                    ts.p.data(), size_t(cells) * 2, m, cells, &att_[size_t(t0 * Q + h * D)], Q);
     }
   };
   run_attention_jobs(int64_t(tiles_.size()) * c.n_head, work, job);

@@ -45,6 +45,7 @@ struct ContextParams {
   int64_t n_batch = 128;
   int n_threads = 1;
   DType kv_type = DType::F16;  // or Q8_0: see KvCache
+  int64_t kv_blocks = 0;       // KV pool size in blocks; 0 = n_seq sequences of n_ctx each
 };
 
 class Context {
@@ -53,7 +54,8 @@ class Context {
 
   // Runs the model on a batch. Each token's K/V are stored at (seq, pos); a token at position
   // p attends to positions 0..p of its sequence, which must already be filled (by earlier
-  // batches or earlier tokens of this one). Throws tf::Error on invalid ids or positions.
+  // batches or earlier tokens of this one). Throws tf::Error, changing nothing, on invalid ids
+  // or positions, or when the KV cache has too few free blocks for the batch.
   void decode(const Batch& batch);
 
   // Logits of the i-th token of the last batch that asked for them (in batch order). The
@@ -85,14 +87,11 @@ class Context {
   KvCache kv_;
   // Scratch, sized for n_batch tokens at construction.
   std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, scores_;
-  std::vector<uint16_t> attn_f16_;  // per thread: fp16 softmax weights
   std::vector<uint16_t> qh_;        // the batch's queries in fp16
   std::vector<uint8_t> qq_;         // ... or in Q8_0 (for a Q8_0 cache)
-  std::vector<uint16_t> vh_;        // one token's values in fp16, before the transposed store
   // attention_tiled: the token ranges, and per thread the scores and fp16 weights of a tile
   struct TileScratch {
     std::vector<float> s;
-    std::vector<uint16_t> p;
   };
   struct Tile {
     int64_t t0, t1, cells;  // tokens [t0, t1) of one sequence; the cache cells they see
@@ -101,7 +100,7 @@ class Context {
   std::vector<TileScratch> tile_scratch_;
   std::vector<uint8_t> act_;
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
-  std::vector<int32_t> seq_fill_;
+  std::vector<int32_t> seq_fill_, seq_from_;
   int64_t n_out_ = 0;
   bool serial_attention_ = false;  // see kSmallModelBytes in context.cpp
 };

@@ -1,14 +1,15 @@
-// Keys and values of past positions for a fixed number of sequence slots, in one of two
-// element types:
-//  - F16 (the default, as llama.cpp): keys [layer][slot][position][kv_dim], one contiguous row
-//    per position, read by q.k; values [layer][slot][kv_dim][position], transposed, so that
-//    each output element of attention is one contiguous dot product over positions (as
-//    llama.cpp lays them out).
-//  - Q8_0 (half the memory: 34 bytes per 32 values): keys and values both as one row of
-//    Q8_0 blocks per position, [layer][slot][position][kv_dim / 32 blocks]. Values are not
-//    transposed: a block would then span 32 positions written at different times.
-// The engine assigns slots to requests; memory is sized once, up front, and refused with a
-// clear error when it cannot be had.
+// Keys and values of past positions, paged: a pool of fixed-size blocks of kBlockLen positions,
+// and per sequence a block table listing the blocks that hold its positions in order. Memory is
+// sized once, up front (refused with a clear error when it cannot be had); sequences take
+// blocks as they grow and give them back when truncated, so memory follows the tokens actually
+// held rather than n_seq x n_ctx. Blocks are reference-counted: sequences with a common prefix
+// share its blocks (copy_prefix, attach), and a block written while shared is copied first
+// (copy on write), so sharing never changes what a sequence reads. Other holders (the engine's
+// prefix cache) keep blocks alive with hold/release.
+//
+// A block holds, for every layer, kBlockLen key rows then kBlockLen value rows, one row per
+// position: kv_dim fp16 values (F16, the default) or kv_dim / 32 Q8_0 blocks (Q8_0: 34 bytes
+// per 32 values, half the memory). Attention reads them through kernels::PagedRows.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/kernels/kernels.h"
 #include "tensor/dtype.h"
 
 namespace tf {
@@ -25,47 +27,96 @@ DType parse_kv_type(const std::string& name);
 
 class KvCache {
  public:
-  // type: DType::F16 or DType::Q8_0 (which needs kv_dim % 32 == 0). Throws tf::Error.
-  KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type = DType::F16);
+  static constexpr int kBlockShift = 6;
+  static constexpr int32_t kBlockLen = 1 << kBlockShift;  // positions per block
+  static int64_t blocks_for(int64_t positions) {
+    return (positions + kBlockLen - 1) >> kBlockShift;
+  }
+
+  // type: DType::F16 or DType::Q8_0 (which needs kv_dim % 32 == 0). n_blocks: the pool's
+  // size; 0 = enough for every sequence to hold n_ctx positions. Throws tf::Error.
+  KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type = DType::F16,
+          int64_t n_blocks = 0);
 
   DType type() const { return type_; }
   int64_t n_ctx() const { return n_ctx_; }
   int64_t n_seq() const { return n_seq_; }
-  size_t bytes() const { return k_.size() + v_.size(); }
-  // Bytes of one position's key (or Q8_0 value) row.
+  size_t bytes() const { return pool_.size(); }
+  // Bytes of one position's key (or value) row, and of one block (all layers, K and V).
   size_t row_bytes() const { return row_bytes_; }
+  size_t block_bytes() const { return block_bytes_; }
+  // Bytes a pool of n blocks takes for this model's shape.
+  static size_t block_bytes_for(int64_t n_layer, int64_t kv_dim, DType type);
 
-  // F16: the key row of a position; row `i` (of kv_dim) of the transposed values.
-  uint16_t* k(int64_t layer, int64_t seq, int64_t pos) {
-    return reinterpret_cast<uint16_t*>(k_.data() + index(layer, seq, pos));
-  }
-  uint16_t* v_row(int64_t layer, int64_t seq, int64_t i) {
-    return reinterpret_cast<uint16_t*>(v_.data() + index(layer, seq, 0)) + size_t(i * n_ctx_);
-  }
-  // Q8_0: the key / value row of a position.
-  uint8_t* k_q8(int64_t layer, int64_t seq, int64_t pos) { return k_.data() + index(layer, seq, pos); }
-  uint8_t* v_q8(int64_t layer, int64_t seq, int64_t pos) { return v_.data() + index(layer, seq, pos); }
+  int64_t n_blocks() const { return int64_t(refs_.size()); }
+  int64_t free_blocks() const { return int64_t(free_.size()); }
+  // Blocks in some sequence's table (the rest are free or only held).
+  int64_t blocks_in_tables() const { return in_tables_; }
 
-  // Number of leading positions of a slot that hold valid entries.
+  // The writable key / value row of a position (reserved: pos < reserved(seq)).
+  uint8_t* k_row(int64_t layer, int64_t seq, int64_t pos) {
+    return block_base(seq, pos) + layer_offset(layer) + size_t(pos & (kBlockLen - 1)) * row_bytes_;
+  }
+  uint8_t* v_row(int64_t layer, int64_t seq, int64_t pos) { return k_row(layer, seq, pos) + v_offset(); }
+  // A layer's keys / values of a sequence, for attention (rows 0..seq_len-1 are valid).
+  kernels::PagedRows keys(int64_t layer, int64_t seq) const {
+    return {bases_[size_t(seq)].data(), layer_offset(layer), row_bytes_, kBlockShift};
+  }
+  kernels::PagedRows values(int64_t layer, int64_t seq) const {
+    return {bases_[size_t(seq)].data(), layer_offset(layer) + v_offset(), row_bytes_, kBlockShift};
+  }
+
+  // Number of leading positions of a sequence that hold valid entries.
   int32_t seq_len(int64_t seq) const { return len_[size_t(seq)]; }
-  void set_seq_len(int64_t seq, int32_t n) { len_[size_t(seq)] = n; }
-  // Makes slot dst hold the first n positions of slot src (the same bits as computing them
-  // again), and nothing after: a prompt prefix cached in one slot serves another.
+  // n must not exceed the positions reserved (the table's blocks).
+  void set_seq_len(int64_t seq, int32_t n);
+  int64_t reserved(int64_t seq) const { return int64_t(tables_[size_t(seq)].size()) * kBlockLen; }
+
+  // Free blocks that reserve(seq, from, n) needs: new blocks up to position n, plus copies of
+  // the shared blocks that positions [from, n) would be written into.
+  int64_t blocks_to_reserve(int64_t seq, int64_t from, int64_t n) const;
+  // Makes positions [from, n) of seq writable. Throws tf::Error, changing nothing, when the
+  // pool lacks the blocks.
+  void reserve(int64_t seq, int64_t from, int64_t n);
+  // Forgets a sequence's positions >= n (n = 0 clears it); blocks past them are released.
+  void truncate(int64_t seq, int32_t n);
+  // Makes dst hold the first n positions of src, and nothing after: their blocks are shared.
   void copy_prefix(int64_t src, int64_t dst, int32_t n);
-  // Forgets a slot's positions >= n (n = 0 clears it).
-  void truncate(int64_t seq, int32_t n) {
-    if (len_[size_t(seq)] > n) len_[size_t(seq)] = n;
-  }
+
+  // ---- Blocks, for the engine's prefix cache ----
+  const std::vector<int32_t>& table(int64_t seq) const { return tables_[size_t(seq)]; }
+  // Gives an empty sequence the blocks, shared, as its first positions, n of them valid
+  // (n <= blocks.size() * kBlockLen). Throws tf::Error on a bad block or a non-empty sequence.
+  void attach(int64_t seq, const std::vector<int32_t>& blocks, int32_t n);
+  // Keeps a block alive outside any table (release undoes it; a block is free when no table
+  // and no holder has it).
+  void hold(int32_t block);
+  void release(int32_t block);
+  // Tables and holders referring to a block.
+  int32_t refs(int32_t block) const { return refs_[size_t(block)]; }
 
  private:
-  size_t index(int64_t layer, int64_t seq, int64_t pos) const {
-    return size_t((layer * n_seq_ + seq) * n_ctx_ + pos) * row_bytes_;
+  uint8_t* block_base(int64_t seq, int64_t pos) const {
+    return const_cast<uint8_t*>(bases_[size_t(seq)][size_t(pos >> kBlockShift)]);
   }
+  size_t layer_offset(int64_t layer) const { return size_t(layer) * 2 * kBlockLen * row_bytes_; }
+  size_t v_offset() const { return size_t(kBlockLen) * row_bytes_; }
+  uint8_t* block_ptr(int32_t b) { return pool_.data() + size_t(b) * block_bytes_; }
+  int32_t take_block();                  // from the free list (which must not be empty)
+  void add_ref(int32_t b, bool table);   // table: a sequence's table gains it
+  void drop_ref(int32_t b, bool table);
+  void check_seq(int64_t seq) const;
+  void set_table_entry(int64_t seq, size_t i, int32_t b);
 
   DType type_;
   int64_t n_layer_, n_seq_, n_ctx_, kv_dim_;
-  size_t row_bytes_;
-  std::vector<uint8_t> k_, v_;
+  size_t row_bytes_, block_bytes_;
+  std::vector<uint8_t> pool_;
+  std::vector<int32_t> refs_, table_refs_;  // per block: all references; those from tables
+  std::vector<int32_t> free_;               // free blocks (a stack)
+  int64_t in_tables_ = 0;                   // blocks with table_refs_ > 0
+  std::vector<std::vector<int32_t>> tables_;
+  std::vector<std::vector<const uint8_t*>> bases_;  // per table entry: the block's first byte
   std::vector<int32_t> len_;
 };
 

@@ -73,17 +73,22 @@ std::string Metrics::render(const SchedulerStats* s, bool loading, size_t connec
   metric(out, "tokenfab_http_connections", "gauge", "open HTTP connections", double(connections));
   const SchedulerStats z{};
   const SchedulerStats& st = s ? *s : z;
-  const double kv = st.kv_total_cells ? double(st.kv_used_cells) / double(st.kv_total_cells) : 0;
+  // Usage counts the blocks of running sequences; blocks only the prefix cache holds are
+  // reclaimable, so they count as free (as vLLM counts them).
+  const double kv = st.kv_total_blocks ? double(st.kv_used_blocks) / double(st.kv_total_blocks) : 0;
   metric(out, "tokenfab_prompt_tokens_total", "counter", "prompt tokens of finished requests", double(st.prompt_tokens));
   metric(out, "tokenfab_cached_prompt_tokens_total", "counter", "prompt tokens served from the KV cache", double(st.cached_tokens));
   metric(out, "tokenfab_completion_tokens_total", "counter", "tokens generated", double(st.completion_tokens));
   metric(out, "tokenfab_prefix_cache_hits_total", "counter", "requests that reused cached prompt tokens", double(st.prefix_hits));
-  metric(out, "tokenfab_prefix_cache_copies_total", "counter", "prefixes copied from another sequence's cache", double(st.prefix_copies));
+  metric(out, "tokenfab_prefix_cache_blocks", "gauge", "KV blocks kept by the prefix cache (some also in use)", double(st.kv_cached_blocks));
+  metric(out, "tokenfab_request_timeouts_total", "counter", "requests ended by the per-request time limit", double(timeouts_.load()));
   metric(out, "tokenfab_requests_waiting", "gauge", "requests queued for a sequence slot", double(st.waiting));
   metric(out, "tokenfab_requests_running", "gauge", "requests being decoded", double(st.running));
-  metric(out, "tokenfab_kv_cache_usage_ratio", "gauge", "share of KV-cache cells in use (0-1)", kv);
-  metric(out, "tokenfab_kv_cache_cells_used", "gauge", "KV-cache cells holding tokens", double(st.kv_used_cells));
-  metric(out, "tokenfab_kv_cache_cells_total", "gauge", "KV-cache cells", double(st.kv_total_cells));
+  metric(out, "tokenfab_kv_cache_usage_ratio", "gauge", "share of KV-cache blocks in running sequences (0-1)", kv);
+  metric(out, "tokenfab_kv_cache_cells_used", "gauge", "KV-cache positions of running sequences", double(st.kv_used_cells));
+  metric(out, "tokenfab_kv_cache_cells_total", "gauge", "KV-cache positions", double(st.kv_total_cells));
+  metric(out, "tokenfab_kv_cache_blocks_used", "gauge", "KV-cache blocks in running sequences' block tables", double(st.kv_used_blocks));
+  metric(out, "tokenfab_kv_cache_blocks_total", "gauge", "KV-cache blocks", double(st.kv_total_blocks));
   metric(out, "tokenfab_engine_steps_total", "counter", "forward passes of the scheduler", double(st.steps));
   ttft_.write(out, "tokenfab_time_to_first_token_seconds", "time from request to first generated token");
   itl_.write(out, "tokenfab_inter_token_latency_seconds", "time between consecutive generated tokens");

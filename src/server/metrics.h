@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -36,11 +37,13 @@ class Metrics {
   void time_to_first_token(double seconds) { ttft_.observe(seconds); }
   void inter_token(double seconds) { itl_.observe(seconds); }
   void tokens_generated(int64_t n);
+  void request_timed_out() { ++timeouts_; }
   // The whole text; `loading` while the model is not ready.
   std::string render(const SchedulerStats* s, bool loading, size_t connections) const;
 
  private:
   mutable std::mutex mu_;
+  std::atomic<uint64_t> timeouts_{0};
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_;  // last 10 s
   Histogram ttft_{{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}};

@@ -171,6 +171,7 @@ class Server {
       sp.n_threads = engine->n_threads();
       sp.kv_type = o_.kv_type;
       sp.max_queue = o_.max_queue;
+      sp.kv_memory = o_.kv_memory;
       auto sched = std::make_unique<Scheduler>(engine->model(), engine->tokenizer(), sp);
       {
         std::lock_guard<std::mutex> lk(mu_);
@@ -316,6 +317,7 @@ class Server {
       std::lock_guard<std::mutex> lk(job->mu);
       for (size_t i = 0; i < n; ++i) {
         try {
+          job->api.gens[i].timeout_s = o_.request_timeout_s;
           job->ids.push_back(sched_->submit(job->api.gens[i], [this, job, i](const GenEvent& e) { on_event(*job, i, e); }));
         } catch (const Scheduler::QueueFull& e) {
           for (uint64_t id : job->ids) sched_->cancel(id);
@@ -386,7 +388,10 @@ class Server {
     c.text += e.text;
     c.tokens.insert(c.tokens.end(), shown.begin(), shown.end());
     if (!e.done) return;
-    c.finish_reason = e.finish_reason == "error" ? "error" : e.finish_reason;
+    // A request cut by its time limit ends as one cut by max_tokens would: "length" is the
+    // reason OpenAI clients know for "stopped before the model finished".
+    c.finish_reason = e.finish_reason == "timeout" ? "length" : e.finish_reason;
+    if (e.finish_reason == "timeout") metrics_.request_timed_out();
     c.usage = e.usage;
     if (e.finish_reason == "error") error_ = e.error;
     if (j.api.stream) {

@@ -23,6 +23,8 @@ struct ServeOptions {
   DType kv_type = DType::F16;
   std::string chat_template_file;
   size_t max_queue = 256;
+  size_t kv_memory = 0;            // KV-cache bytes; 0 = parallel x ctx positions
+  double request_timeout_s = 600;  // per request, from arrival; 0 = none
 };
 
 // Runs the server until a signal; returns the process exit code.

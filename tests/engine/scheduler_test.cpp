@@ -54,6 +54,12 @@ GenRequest greedy(std::vector<tf::TokenId> prompt, int n) {
   return r;
 }
 
+// About 80-90 tokens with the stories vocabularies.
+constexpr const char* kLongPrompt =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+    "park with her mom and dad. They were very happy and had a big red ball. One day, Lily saw "
+    "a cat in a tree and wanted to help";
+
 class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -130,19 +136,25 @@ TEST_F(SchedulerTest, LimitsAndPrefixReuse) {
   sp.n_parallel = 1;
   sp.n_ctx = 128;
   Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
-  const auto prompt = engine_->tokenize("Once upon a time, there was a little girl");
+  const auto prompt = engine_->tokenize(kLongPrompt);
+  ASSERT_GT(prompt.size(), 64u);
+  ASSERT_LT(prompt.size() + 10, 128u);
   Collected a, b;
   sched.submit(greedy(prompt, 10), sink_for(a));
   wait(a);
   EXPECT_EQ(a.last.finish_reason, "length");
   EXPECT_EQ(a.tokens.size(), 10u);
   EXPECT_EQ(a.last.usage.cached_tokens, 0);
-  // The same prompt again: all but its last token come from the slot's cache.
+  // The same prompt again: all but its last token come from the prefix cache (a whole block
+  // and the finished sequence's partial block).
   sched.submit(greedy(prompt, 10), sink_for(b));
   wait(b);
   EXPECT_EQ(b.last.usage.cached_tokens, int64_t(prompt.size()) - 1);
+  EXPECT_EQ(b.last.finish_reason, "length") << b.last.error;
   EXPECT_EQ(b.tokens, a.tokens);
   EXPECT_EQ(sched.stats().prefix_hits, 1);
+  EXPECT_EQ(sched.stats().kv_used_blocks, 0);  // finished: all back (some kept by the cache)
+  EXPECT_GE(sched.stats().kv_cached_blocks, 1);
   // Too long for the context: refused up front.
   EXPECT_THROW(sched.submit(greedy(prompt, 1000), [](const GenEvent&) {}), tf::Error);
   EXPECT_THROW(sched.submit(greedy({}, 1), [](const GenEvent&) {}), tf::Error);
@@ -170,20 +182,19 @@ TEST_F(SchedulerTest, CancelFreesTheSlot) {
 
 namespace {
 
-// A prompt prefix held by a busy slot is copied into the new request's slot: the same
-// tokens as computing it, without recomputing.
-TEST_F(SchedulerTest, PrefixCopiedFromAnotherSlot) {
+// A prompt prefix computed by a running request is shared, block by block, with a new
+// request: the same tokens as computing it, without recomputing.
+TEST_F(SchedulerTest, PrefixSharedWithARunningSequence) {
   for (const char* model : {"models/gguf/stories260K.gguf", "models/gguf/TinyStories-656K.fixed-scores.q8_0.gguf"}) {
     SCOPED_TRACE(model);
     load(model);
-    const std::string system =
-        "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
-        "park with her mom and dad. They were very happy and had a big red ball. ";
+    std::string system;
+    while (engine_->tokenize(system).size() < 80) system += std::string(kLongPrompt) + ". ";
     const auto pa = engine_->tokenize(system + "One day");
     const auto pb = engine_->tokenize(system + "Her friend");
     size_t shared = 0;
     while (shared < pa.size() && shared < pb.size() && pa[shared] == pb[shared]) ++shared;
-    ASSERT_GE(shared, 16u);  // the scheduler copies prefixes of 16 tokens or more
+    ASSERT_GE(shared, 64u);  // at least one whole block
     std::vector<tf::TokenId> alone_b;
     {
       SchedulerParams sp;
@@ -212,10 +223,11 @@ TEST_F(SchedulerTest, PrefixCopiedFromAnotherSlot) {
     }
     sched.submit(greedy(pb, 24), sink_for(b));
     wait(b);
-    EXPECT_EQ(b.last.usage.cached_tokens, int64_t(shared));
+    EXPECT_EQ(b.last.usage.cached_tokens, int64_t(shared / 64 * 64));
     EXPECT_EQ(b.tokens, alone_b);
-    EXPECT_EQ(sched.stats().prefix_copies, 1);
+    EXPECT_EQ(sched.stats().prefix_hits, 1);
     wait(a);
+    EXPECT_EQ(sched.stats().kv_used_blocks, 0);
   }
 }
 

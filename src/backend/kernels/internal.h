@@ -68,8 +68,11 @@ struct RowOps {
                         size_t a_stride, int64_t m, int64_t n, float scale, float* out,
                         size_t out_stride) = nullptr;
   // q8_0_weighted_sum for whole blocks (start and D multiples of 32).
-  void (*q8_0_weighted_sum)(const uint8_t* rows, size_t stride, int64_t len, int64_t start,
-                            int64_t D, const float* p, float* out) = nullptr;
+  void (*q8_0_weighted_sum)(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                            const float* p, float* out) = nullptr;
+  // f16_weighted_sum for D % 16 == 0 (AVX-512) or D % 8 == 0 (AVX2).
+  void (*f16_weighted_sum)(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                           const float* p, float* out) = nullptr;
 };
 
 inline constexpr size_t kTypeSlots = 36;  // ggml type ids 0..35

@@ -116,22 +116,45 @@ void dot_f16_rows_group(const uint16_t* w, size_t stride, int64_t rows, const ui
                         size_t a_stride, int64_t m, int64_t n, DotKernel kernel, float scale,
                         float* out, size_t out_stride);
 
-// ---- Attention over a Q8_0 KV cache ----
-// The cache holds one row of Q8_0 blocks per position, `stride` bytes apart; a head reads
-// elements [start, start + D) of each row. value(j, e) = d * q of element e of row j.
+// ---- Attention over a paged KV cache ----
+// The cache is a pool of blocks of block_len positions (a power of two); a sequence's rows
+// are spread over the blocks of its block table. Row j of a sequence is at
+// blocks[j >> block_shift] + offset + (j & (block_len - 1)) * stride.
+struct PagedRows {
+  const uint8_t* const* blocks = nullptr;  // each block's first row
+  size_t offset = 0;                       // bytes added to every block pointer (layer, K/V)
+  size_t stride = 0;                       // bytes between consecutive rows of a block
+  int block_shift = 0;                     // log2 of the positions per block
+  int64_t block_len() const { return int64_t(1) << block_shift; }
+  const uint8_t* row(int64_t j) const {
+    return blocks[j >> block_shift] + offset + size_t(j & (block_len() - 1)) * stride;
+  }
+};
 
-// sc[j] = scale * sum over d < D of q[d] * value(j, start + d), for j < len. Dequantizes the
-// slices: for heads that do not cover whole blocks (whole-block heads score with quantize_act
-// and dot_rows, in integers).
+// out[d] = sum over j < len of p[j] * v(j, start + d), for d < D, with v(j, e) element e of
+// fp16 row j: the attention-weighted sum of the values, added in order of j (the SIMD
+// versions keep a head's sums in registers over all positions and blocks, so the block size
+// does not change the result; they round like the reference up to FMA contraction).
+void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                      const float* p, float* out);
+void f16_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                                const float* p, float* out);
+
+// Q8_0 cache rows: one row of Q8_0 blocks per position; a head reads elements
+// [start, start + D) of each row. value(j, e) = d * q of element e of row j.
+
+// sc[j] = scale * sum over d < D of q[d] * value(j, start + d), for j < len, of `len`
+// contiguous rows `stride` bytes apart. Dequantizes the slices: for heads that do not cover
+// whole blocks (whole-block heads score with quantize_act and dot_rows, in integers).
 void q8_0_scores_sliced(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
                         const float* q, float scale, float* sc);
 
 // out[d] = sum over j < len of p[j] * value(j, start + d), for d < D: the attention-weighted
 // sum of the values. The SIMD version (whole blocks) keeps a head's sums in registers over
 // all positions; it rounds like the reference up to the order of FMA contraction.
-void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
+void q8_0_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
                        const float* p, float* out);
-void q8_0_weighted_sum_reference(const uint8_t* rows, size_t stride, int64_t len, int64_t start,
-                                 int64_t D, const float* p, float* out);
+void q8_0_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                                 const float* p, float* out);
 
 }  // namespace tf::kernels

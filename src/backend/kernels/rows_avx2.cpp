@@ -7,6 +7,8 @@
 #ifdef TF_KERNELS_X86
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "tensor/fp16.h"
 #include "tensor/quants.h"
 
@@ -53,10 +55,41 @@ TF_TARGET_AVX2 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows,
     out[r] = dot_ordered(w + size_t(r) * stride, a, n, sgemm) * scale;
 }
 
+// f16_weighted_sum for D % 16 == 0: up to 8 vectors of 8 sums in registers over all rows.
+template <int NV>
+TF_TARGET_AVX2 void f16_wsum_slab(const PagedRows& rows, int64_t len, size_t extra,
+                                  const float* p, float* out) {
+  __m256 acc[NV];
+  for (int k = 0; k < NV; ++k) acc[k] = _mm256_setzero_ps();
+  const int64_t B = rows.block_len();
+  for (int64_t b0 = 0, bi = 0; b0 < len; b0 += B, ++bi) {
+    const uint8_t* base = rows.blocks[bi] + rows.offset + extra;
+    const int64_t n = std::min(B, len - b0);
+    for (int64_t j = 0; j < n; ++j) {
+      const auto* v = reinterpret_cast<const uint16_t*>(base + size_t(j) * rows.stride);
+      const __m256 w = _mm256_set1_ps(p[b0 + j]);
+      for (int k = 0; k < NV; ++k) acc[k] = _mm256_fmadd_ps(w, load8(v + 8 * k), acc[k]);
+    }
+  }
+  for (int k = 0; k < NV; ++k) _mm256_storeu_ps(out + 8 * k, acc[k]);
+}
+
+TF_TARGET_AVX2 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start,
+                                     int64_t D, const float* p, float* out) {
+  using Slab = void (*)(const PagedRows&, int64_t, size_t, const float*, float*);
+  static constexpr Slab kSlabs[] = {f16_wsum_slab<2>, f16_wsum_slab<4>, f16_wsum_slab<6>,
+                                    f16_wsum_slab<8>};
+  for (int64_t v = 0; v < D / 16; v += 4) {
+    const int64_t nv = std::min<int64_t>(4, D / 16 - v);
+    kSlabs[nv - 1](rows, len, size_t(start + 16 * v) * 2, p, out + 16 * v);
+  }
+}
+
 }  // namespace
 
 void add_rows_avx2(Table& t) {
   t.rows.dot_f16 = dot_f16_rows;
+  t.rows.f16_weighted_sum = f16_weighted_sum;
 }
 
 }  // namespace tf::kernels::detail

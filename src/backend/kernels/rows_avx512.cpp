@@ -327,21 +327,71 @@ TF_TARGET_AVX512 bool dot_f16_group(const uint16_t* w, size_t stride, int64_t ro
   return true;
 }
 
-// ---- Q8_0 value sums ----
+// ---- Value sums over paged rows ----
 //
-// NB blocks (32 * NB columns) of the head: their 2 * NB vectors of sums stay in registers over
-// all positions; per position and block, w = p[j] * d (as the reference) times the codes.
+// Each keeps NV vectors of a head's sums in registers over all positions, walking the
+// sequence's blocks in order: the block size does not change the result.
+
+// Walks the rows of a paged head block by block (PagedRows in kernels.h): ROW_BODY runs with
+// `r` the row's first byte (plus `extra`) and `j` its position, prefetching 8 rows ahead
+// within a block and the next block's first rows near a block's end. (A macro, not a lambda:
+// GCC does not compile a lambda's body for its enclosing function's target.)
+#define TF_FOR_EACH_PAGED_ROW(rows, len, extra, ROW_BODY)                                   \
+  do {                                                                                     \
+    const int64_t B_ = (rows).block_len();                                                 \
+    for (int64_t b0_ = 0, bi_ = 0; b0_ < (len); b0_ += B_, ++bi_) {                         \
+      const uint8_t* base_ = (rows).blocks[bi_] + (rows).offset + (extra);                  \
+      const int64_t n_ = std::min(B_, (len) - b0_);                                        \
+      const uint8_t* next_ =                                                               \
+          b0_ + B_ < (len) ? (rows).blocks[bi_ + 1] + (rows).offset + (extra) : nullptr;    \
+      for (int64_t i_ = 0; i_ < n_; ++i_) {                                                \
+        const uint8_t* r = base_ + size_t(i_) * (rows).stride;                             \
+        if (i_ + 8 < n_)                                                                   \
+          _mm_prefetch(reinterpret_cast<const char*>(r + 8 * (rows).stride), _MM_HINT_T0); \
+        else if (next_)                                                                    \
+          _mm_prefetch(reinterpret_cast<const char*>(next_ + size_t(i_ + 8 - n_) * (rows).stride), \
+                       _MM_HINT_T0);                                                       \
+        const int64_t j = b0_ + i_;                                                        \
+        ROW_BODY                                                                           \
+      }                                                                                    \
+    }                                                                                      \
+  } while (0)
+
+// NV vectors (16 * NV columns) of an fp16 head.
+template <int NV>
+TF_TARGET_AVX512 void f16_wsum_slab(const PagedRows& rows, int64_t len, size_t extra,
+                                    const float* p, float* out) {
+  __m512 acc[NV];
+  for (int k = 0; k < NV; ++k) acc[k] = _mm512_setzero_ps();
+  TF_FOR_EACH_PAGED_ROW(rows, len, extra, {
+    const __m512 w = _mm512_set1_ps(p[j]);
+    const auto* v = reinterpret_cast<const uint16_t*>(r);
+    for (int k = 0; k < NV; ++k) acc[k] = _mm512_fmadd_ps(w, load_h(v + 16 * k, 0xFFFF), acc[k]);
+  });
+  for (int k = 0; k < NV; ++k) _mm512_storeu_ps(out + 16 * k, acc[k]);
+}
+
+TF_TARGET_AVX512 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start,
+                                       int64_t D, const float* p, float* out) {
+  using Slab = void (*)(const PagedRows&, int64_t, size_t, const float*, float*);
+  static constexpr Slab kSlabs[] = {f16_wsum_slab<1>, f16_wsum_slab<2>, f16_wsum_slab<3>,
+                                    f16_wsum_slab<4>, f16_wsum_slab<5>, f16_wsum_slab<6>,
+                                    f16_wsum_slab<7>, f16_wsum_slab<8>};
+  for (int64_t v = 0; v < D / 16; v += 8) {
+    const int64_t nv = std::min<int64_t>(8, D / 16 - v);
+    kSlabs[nv - 1](rows, len, size_t(start + 16 * v) * 2, p, out + 16 * v);
+  }
+}
+
+// NB Q8_0 blocks (32 * NB columns) of the head: their 2 * NB vectors of sums; per position and
+// block, w = p[j] * d (as the reference) times the codes.
 template <int NB>
-TF_TARGET_AVX512 void q8_0_wsum_slab(const uint8_t* rows, size_t stride, int64_t len,
+TF_TARGET_AVX512 void q8_0_wsum_slab(const PagedRows& rows, int64_t len, size_t extra,
                                      const float* p, float* out) {
   __m512 acc[2 * NB];
   for (int k = 0; k < 2 * NB; ++k) acc[k] = _mm512_setzero_ps();
-  for (int64_t j = 0; j < len; ++j) {
-    const auto* b = reinterpret_cast<const BlockQ8_0*>(rows + size_t(j) * stride);
-    // Rows are far apart (the whole cache row): fetch a few positions ahead.
-    _mm_prefetch(reinterpret_cast<const char*>(b) + 8 * stride, _MM_HINT_T0);
-    if constexpr (NB > 1)
-      _mm_prefetch(reinterpret_cast<const char*>(b) + 8 * stride + 64 * (NB / 2), _MM_HINT_T0);
+  TF_FOR_EACH_PAGED_ROW(rows, len, extra, {
+    const auto* b = reinterpret_cast<const BlockQ8_0*>(r);
     for (int k = 0; k < NB; ++k) {
       const __m512 w = _mm512_set1_ps(p[j] * _cvtsh_ss(b[k].d));
       const auto* q = reinterpret_cast<const __m128i*>(b[k].qs);
@@ -350,20 +400,20 @@ TF_TARGET_AVX512 void q8_0_wsum_slab(const uint8_t* rows, size_t stride, int64_t
       acc[2 * k] = _mm512_fmadd_ps(w, x0, acc[2 * k]);
       acc[2 * k + 1] = _mm512_fmadd_ps(w, x1, acc[2 * k + 1]);
     }
-  }
+  });
+#undef TF_FOR_EACH_PAGED_ROW
   for (int k = 0; k < 2 * NB; ++k) _mm512_storeu_ps(out + 16 * k, acc[k]);
 }
 
-TF_TARGET_AVX512 void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int64_t len,
-                                        int64_t start, int64_t D, const float* p, float* out) {
-  using Slab = void (*)(const uint8_t*, size_t, int64_t, const float*, float*);
+TF_TARGET_AVX512 void q8_0_weighted_sum(const PagedRows& rows, int64_t len, int64_t start,
+                                        int64_t D, const float* p, float* out) {
+  using Slab = void (*)(const PagedRows&, int64_t, size_t, const float*, float*);
   static constexpr Slab kSlabs[] = {q8_0_wsum_slab<1>, q8_0_wsum_slab<2>, q8_0_wsum_slab<3>,
                                     q8_0_wsum_slab<4>, q8_0_wsum_slab<5>, q8_0_wsum_slab<6>,
                                     q8_0_wsum_slab<7>, q8_0_wsum_slab<8>};
-  const uint8_t* first = rows + size_t(start / 32) * sizeof(BlockQ8_0);
   for (int64_t b = 0; b < D / 32; b += 8) {
     const int64_t nb = std::min<int64_t>(8, D / 32 - b);
-    kSlabs[nb - 1](first + size_t(b) * sizeof(BlockQ8_0), stride, len, p, out + 32 * b);
+    kSlabs[nb - 1](rows, len, size_t(start / 32 + b) * sizeof(BlockQ8_0), p, out + 32 * b);
   }
 }
 
@@ -371,6 +421,7 @@ TF_TARGET_AVX512 void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int6
 
 void add_rows_avx512(Table& t) {
   t.rows.q8_0_weighted_sum = q8_0_weighted_sum;
+  t.rows.f16_weighted_sum = f16_weighted_sum;
   t.rows.dot_f16_group = dot_f16_group;
   t.rows.softmax = softmax;
   t.rows.silu_mul = silu_mul;

@@ -1,14 +1,17 @@
-// Attention over a Q8_0 KV cache: the value sums (SIMD at AVX-512, whole blocks) against the
-// scalar reference, and the sliced scores against a plain dequantize-then-dot.
+// Attention over a paged KV cache: the value sums of fp16 and Q8_0 rows (SIMD) against their
+// scalar references, over rows scattered in blocks of several sizes (the SIMD result must not
+// depend on the block size), and the sliced Q8_0 scores against a plain dequantize-then-dot.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "backend/kernels/kernels.h"
 #include "kernel_test_data.h"
 #include "tensor/dtype.h"
+#include "tensor/fp16.h"
 #include "tensor/quants.h"
 
 namespace tf {
@@ -36,6 +39,67 @@ std::vector<float> dequantized(const std::vector<uint8_t>& rows, int64_t n_pos, 
   return out;
 }
 
+// The contiguous rows (`stride` bytes each) scattered over blocks of 2^shift positions, in
+// reverse order in memory, as a paged cache holds them.
+struct Scattered {
+  std::vector<uint8_t> mem;
+  std::vector<const uint8_t*> blocks;
+  kernels::PagedRows rows;
+  Scattered(const std::vector<uint8_t>& contiguous, size_t stride, int64_t len, int shift) {
+    const int64_t B = int64_t(1) << shift, nb = (len + B - 1) / B;
+    mem.assign(size_t(nb * B) * stride + 64, 0xEE);  // a NaN pattern past the rows in use
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* dst = mem.data() + size_t((nb - 1 - b) * B) * stride;
+      const int64_t n = std::min(B, len - b * B);
+      std::memcpy(dst, contiguous.data() + size_t(b * B) * stride, size_t(n) * stride);
+      blocks.push_back(dst);
+    }
+    rows.blocks = blocks.data();
+    rows.stride = stride;
+    rows.block_shift = shift;
+  }
+};
+
+TEST(PagedAttention, F16WeightedSumMatchesReferenceAtEveryLevel) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> ud(0.f, 1.f);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  kernels::test::at_every_level([&](kernels::Isa isa) {
+    // (cache row width, head start, head size): SIMD heads of 1..9 vectors of 16 and heads
+    // the reference takes (size not a multiple of 16).
+    const int64_t shapes[][3] = {{256, 64, 64},  {512, 384, 128}, {1024, 256, 256},
+                                 {320, 16, 144}, {64, 0, 8},      {96, 8, 40}};
+    for (const auto& sh : shapes) {
+      const int64_t width = sh[0], start = sh[1], D = sh[2];
+      for (int64_t len : {1, 2, 9, 100, 300}) {
+        std::vector<uint8_t> rows(size_t(len * width) * 2);
+        auto* h = reinterpret_cast<uint16_t*>(rows.data());
+        for (int64_t i = 0; i < len * width; ++i) h[i] = f32_to_fp16(nd(rng) * 3.f);
+        std::vector<float> p(static_cast<size_t>(len));
+        for (auto& v : p) v = ud(rng);
+        std::vector<float> first;
+        for (int shift : {0, 3, 6, 10}) {
+          Scattered sc(rows, size_t(width) * 2, len, shift);
+          std::vector<float> got(size_t(D), NAN), want(size_t(D), NAN);
+          kernels::f16_weighted_sum(sc.rows, len, start, D, p.data(), got.data());
+          kernels::f16_weighted_sum_reference(sc.rows, len, start, D, p.data(), want.data());
+          for (int64_t d = 0; d < D; ++d) {
+            double mag = 0;
+            for (int64_t j = 0; j < len; ++j)
+              mag += std::fabs(p[size_t(j)] * fp16_to_f32(h[j * width + start + d]));
+            ASSERT_NEAR(got[size_t(d)], want[size_t(d)], 1e-6 * mag + 1e-30)
+                << kernels::isa_name(isa) << " D " << D << " len " << len << " d " << d;
+          }
+          // Blocks of any size give the same bits: the sums run over positions in order.
+          if (first.empty()) first = got;
+          ASSERT_EQ(std::memcmp(first.data(), got.data(), size_t(D) * sizeof(float)), 0)
+              << kernels::isa_name(isa) << " D " << D << " len " << len << " shift " << shift;
+        }
+      }
+    }
+  });
+}
+
 TEST(Q8_0Attention, WeightedSumMatchesReferenceAtEveryLevel) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> ud(0.f, 1.f);
@@ -53,9 +117,9 @@ TEST(Q8_0Attention, WeightedSumMatchesReferenceAtEveryLevel) {
           for (auto& v : p) v = ud(rng);
           std::vector<float> got(size_t(D), NAN), want(size_t(D), NAN);
           const size_t rb = row_bytes(DType::Q8_0, width);
-          kernels::q8_0_weighted_sum(rows.data(), rb, len, start, D, p.data(), got.data());
-          kernels::q8_0_weighted_sum_reference(rows.data(), rb, len, start, D, p.data(),
-                                               want.data());
+          Scattered scat(rows, rb, len, int(len % 4));  // 1..8 positions per block
+          kernels::q8_0_weighted_sum(scat.rows, len, start, D, p.data(), got.data());
+          kernels::q8_0_weighted_sum_reference(scat.rows, len, start, D, p.data(), want.data());
           // Same products and order; only FMA contraction may differ (one rounding per step).
           const auto deq = dequantized(rows, len, width);
           for (int64_t d = 0; d < D; ++d) {

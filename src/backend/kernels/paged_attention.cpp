@@ -1,4 +1,5 @@
-// Attention over a Q8_0 KV cache: the scalar references and the dispatch to SIMD versions.
+// Attention over a paged KV cache (fp16 or Q8_0 rows): the scalar references and the dispatch
+// to SIMD versions.
 #include <algorithm>
 
 #include "backend/kernels/internal.h"
@@ -23,6 +24,22 @@ inline void for_each_piece(const BlockQ8_0* blocks, int64_t start, int64_t D, F&
 
 }  // namespace
 
+void f16_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                                const float* p, float* out) {
+  std::fill(out, out + D, 0.0f);
+  for (int64_t j = 0; j < len; ++j) {
+    const auto* v = reinterpret_cast<const uint16_t*>(rows.row(j)) + start;
+    for (int64_t d = 0; d < D; ++d) out[d] += p[j] * fp16_to_f32(v[d]);
+  }
+}
+
+void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                      const float* p, float* out) {
+  if (auto f = detail::active_table().rows.f16_weighted_sum; f && D % 16 == 0)
+    return f(rows, len, start, D, p, out);
+  f16_weighted_sum_reference(rows, len, start, D, p, out);
+}
+
 void q8_0_scores_sliced(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
                         const float* q, float scale, float* sc) {
   for (int64_t j = 0; j < len; ++j) {
@@ -37,11 +54,11 @@ void q8_0_scores_sliced(const uint8_t* rows, size_t stride, int64_t len, int64_t
   }
 }
 
-void q8_0_weighted_sum_reference(const uint8_t* rows, size_t stride, int64_t len, int64_t start,
-                                 int64_t D, const float* p, float* out) {
+void q8_0_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                                 const float* p, float* out) {
   std::fill(out, out + D, 0.0f);
   for (int64_t j = 0; j < len; ++j) {
-    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(rows + size_t(j) * stride);
+    const auto* blocks = reinterpret_cast<const BlockQ8_0*>(rows.row(j));
     for_each_piece(blocks, start, D, [&](int64_t i, const int8_t* qs, int64_t m, float d) {
       const float w = p[j] * d;
       for (int64_t k = 0; k < m; ++k) out[i + k] += w * float(qs[k]);
@@ -49,11 +66,11 @@ void q8_0_weighted_sum_reference(const uint8_t* rows, size_t stride, int64_t len
   }
 }
 
-void q8_0_weighted_sum(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,
+void q8_0_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
                        const float* p, float* out) {
   if (auto f = detail::active_table().rows.q8_0_weighted_sum; f && start % kQK == 0 && D % kQK == 0)
-    return f(rows, stride, len, start, D, p, out);
-  q8_0_weighted_sum_reference(rows, stride, len, start, D, p, out);
+    return f(rows, len, start, D, p, out);
+  q8_0_weighted_sum_reference(rows, len, start, D, p, out);
 }
 
 }  // namespace tf::kernels
