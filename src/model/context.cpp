@@ -22,16 +22,6 @@ constexpr int64_t kAttnParallelMinWork = int64_t(1) << 18;
 // t/s against 22-25k at 1; serial: 20-25k).
 constexpr size_t kSmallModelBytes = size_t(16) << 20;
 
-// x[i] = fp16(x[i]) as a float: the softmax weights as llama.cpp multiplies them with fp16
-// values (it stores them in fp16 for that product).
-void round_to_f16(float* x, int64_t n) {
-  uint16_t h[256];
-  for (int64_t i = 0; i < n; i += 256) {
-    const int64_t m = std::min<int64_t>(256, n - i);
-    kernels::f32_to_f16_row(x + i, h, m);
-    for (int64_t k = 0; k < m; ++k) x[i + k] = fp16_to_f32(h[k]);
-  }
-}
 }  // namespace
 
 Context::Context(const Model& model, const ContextParams& params)
@@ -41,7 +31,7 @@ Context::Context(const Model& model, const ContextParams& params)
       n_vocab_(cfg_.n_vocab),
       pool_(params.n_threads),
       kv_(cfg_.n_layer, params.n_seq, params.n_ctx > 0 ? params.n_ctx : cfg_.n_ctx_train,
-          cfg_.kv_dim(), params.kv_type, params.kv_blocks) {
+          cfg_.kv_dim(), params.kv_type, params.kv_blocks, cfg_.head_dim) {
   const size_t nb = size_t(n_batch_);
   x_.resize(nb * cfg_.n_embd);
   xb_.resize(nb * std::max(cfg_.n_embd, cfg_.q_dim()));
@@ -143,12 +133,14 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
       rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
       rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
       if (kv_.type() == DType::Q8_0) {
-        kernels::quantize_act(DType::Q8_0, k, kv_.k_row(l, seq[t], pos[t]), KV);
-        kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_row(l, seq[t], pos[t]), KV);
+        kernels::quantize_act(DType::Q8_0, k, kv_.k_at(l, seq[t], pos[t]), KV);
+        kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_at(l, seq[t], pos[t]), KV);
       } else {
-        kernels::f32_to_f16_row(k, reinterpret_cast<uint16_t*>(kv_.k_row(l, seq[t], pos[t])), KV);
-        kernels::f32_to_f16_row(&v_[t * KV],
-                                reinterpret_cast<uint16_t*>(kv_.v_row(l, seq[t], pos[t])), KV);
+        for (int64_t h = 0; h < c.n_head_kv; ++h) {
+          kernels::f32_to_f16_row(k + h * D, reinterpret_cast<uint16_t*>(kv_.k_at(l, seq[t], pos[t], h)), D);
+          kernels::f32_to_f16_row(&v_[t * KV + h * D],
+                                  reinterpret_cast<uint16_t*>(kv_.v_at(l, seq[t], pos[t], h)), D);
+        }
       }
     }
     attention(l, pos, seq, n);
@@ -210,7 +202,7 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
 void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n) {
   if (kv_.type() == DType::Q8_0) return attention_q8(layer, pos, seq, n);
   const ModelConfig& c = cfg_;
-  const int64_t D = c.head_dim, Q = c.q_dim(), KV = c.kv_dim(), group = c.n_head / c.n_head_kv;
+  const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
   const float scale = 1.0f / std::sqrt(float(D));
   const int64_t n_ctx = kv_.n_ctx();
   constexpr int64_t B = KvCache::kBlockLen;
@@ -242,18 +234,18 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / (c.n_head / hg), h0 = job % (c.n_head / hg) * hg, kvh = h0 / group;
       const int64_t len = int64_t(pos[t]) + 1;
-      const kernels::PagedRows keys = kv_.keys(layer, seq[t]);
+      const kernels::PagedRows keys = kv_.keys(layer, seq[t], kvh);
       for (int64_t j0 = 0; j0 < len; j0 += B)
-        kernels::dot_f16_rows_group(reinterpret_cast<const uint16_t*>(keys.row(j0)) + kvh * D,
-                                    size_t(KV), std::min(B, len - j0), &qh_[size_t(t * Q + h0 * D)],
-                                    size_t(D), hg, D, kq_kernel, scale, sc + j0, size_t(n_ctx));
-      const kernels::PagedRows values = kv_.values(layer, seq[t]);
+        kernels::dot_f16_rows_group(reinterpret_cast<const uint16_t*>(keys.row(j0)), size_t(D),
+                                    std::min(B, len - j0), &qh_[size_t(t * Q + h0 * D)], size_t(D),
+                                    hg, D, kq_kernel, scale, sc + j0, size_t(n_ctx));
       for (int64_t h = 0; h < hg; ++h) {
-        float* s = sc + size_t(h) * size_t(n_ctx);
-        softmax_inplace(s, len);
-        round_to_f16(s, len);
-        kernels::f16_weighted_sum(values, len, kvh * D, D, s, &att_[size_t(t * Q + (h0 + h) * D)]);
+        softmax_inplace(sc + size_t(h) * size_t(n_ctx), len);
+        kernels::round_to_f16(sc + size_t(h) * size_t(n_ctx), len);
       }
+      // The group's outputs are consecutive in att_ (D apart).
+      kernels::f16_weighted_sum(kv_.values(layer, seq[t], kvh), len, 0, D, sc, size_t(n_ctx), hg,
+                                &att_[size_t(t * Q + h0 * D)], size_t(D));
     }
   };
   run_attention_jobs(n * c.n_head / hg, work, job);
@@ -315,7 +307,7 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
   constexpr int64_t kTile = 64;
   constexpr int64_t B = KvCache::kBlockLen;
   const ModelConfig& c = cfg_;
-  const int64_t D = c.head_dim, Q = c.q_dim(), KV = c.kv_dim(), group = c.n_head / c.n_head_kv;
+  const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
   // Tiles: runs of at most kTile consecutive tokens of the same sequence, with the cells they
   // can see (their last position, rounded up to 32: within the blocks reserved for it).
   tiles_.clear();
@@ -336,20 +328,25 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
       const auto [t0, t1, cells] = tiles_[size_t(jb / c.n_head)];
       const int64_t h = jb % c.n_head, kvh = h / group, m = t1 - t0;
       if (ts.s.size() < size_t(m * cells)) ts.s.resize(size_t(m * cells));
-      const kernels::PagedRows keys = kv_.keys(layer, seq[t0]);
+      const kernels::PagedRows keys = kv_.keys(layer, seq[t0], kvh);
       for (int64_t j0 = 0; j0 < cells; j0 += B)
-        kernels::gemm(DType::F16, reinterpret_cast<const uint16_t*>(keys.row(j0)) + kvh * D,
-                      size_t(KV) * 2, std::min(B, cells - j0), &qh_[size_t(t0 * Q + h * D)],
-                      size_t(Q) * 2, m, D, ts.s.data() + j0, cells);
-      const kernels::PagedRows values = kv_.values(layer, seq[t0]);
+        kernels::gemm(DType::F16, keys.row(j0), size_t(D) * 2, std::min(B, cells - j0),
+                      &qh_[size_t(t0 * Q + h * D)], size_t(Q) * 2, m, D, ts.s.data() + j0, cells);
+      int64_t most = 0;
       for (int64_t t = t0; t < t1; ++t) {
         float* sc = &ts.s[size_t((t - t0) * cells)];
         const int64_t len = int64_t(pos[t]) + 1;
         for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
         softmax_inplace(sc, len);
-        round_to_f16(sc, len);
-        kernels::f16_weighted_sum(values, len, kvh * D, D, sc, &att_[size_t(t * Q + h * D)]);
+        kernels::round_to_f16(sc, len);
+        // Cells the token does not see weigh exactly 0: the tile's tokens then share one pass
+        // over the values, and each gets the bits of its own sum over its positions (an FMA
+        // of +0 changes nothing). Those cells hold the tile's own, finite, values.
+        std::fill(sc + len, sc + cells, 0.0f);
+        most = std::max(most, len);
       }
+      kernels::f16_weighted_sum(kv_.values(layer, seq[t0], kvh), most, 0, D, ts.s.data(),
+                                size_t(cells), m, &att_[size_t(t0 * Q + h * D)], size_t(Q));
     }
   };
   run_attention_jobs(int64_t(tiles_.size()) * c.n_head, work, job);

@@ -23,7 +23,7 @@ size_t KvCache::block_bytes_for(int64_t n_layer, int64_t kv_dim, DType type) {
 }
 
 KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type,
-                 int64_t n_blocks)
+                 int64_t n_blocks, int64_t head_dim)
     : type_(type), n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), kv_dim_(kv_dim) {
   if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || kv_dim <= 0 || n_blocks < 0)
     throw Error("KV cache: all dimensions must be positive");
@@ -41,7 +41,11 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, 
     n_blocks = n_seq * blocks_for(n_ctx);
   }
   if (n_blocks > (int64_t(1) << 30)) throw Error("KV cache: too many blocks");
+  if (head_dim == 0) head_dim = kv_dim;
+  if (head_dim < 0 || kv_dim % head_dim != 0)
+    throw Error("KV cache: the head size must divide the key/value width");
   row_bytes_ = tf::row_bytes(type, kv_dim);
+  seg_bytes_ = type == DType::F16 ? size_t(head_dim) * 2 : row_bytes_;
   block_bytes_ = block_bytes_for(n_layer, kv_dim, type);
   const long double bytes = (long double)n_blocks * (long double)block_bytes_;
   constexpr long double kMaxBytes = (long double)(int64_t(1) << 40);

@@ -7,9 +7,12 @@
 // (copy on write), so sharing never changes what a sequence reads. Other holders (the engine's
 // prefix cache) keep blocks alive with hold/release.
 //
-// A block holds, for every layer, kBlockLen key rows then kBlockLen value rows, one row per
-// position: kv_dim fp16 values (F16, the default) or kv_dim / 32 Q8_0 blocks (Q8_0: 34 bytes
-// per 32 values, half the memory). Attention reads them through kernels::PagedRows.
+// A block holds, for every layer, the keys then the values of its kBlockLen positions:
+//  - F16 (the default): per KV head, kBlockLen rows of head_dim fp16 values, so that one
+//    head's keys (or values) over a block are one contiguous run: attention streams them.
+//  - Q8_0 (34 bytes per 32 values, half the memory): one row of kv_dim / 32 Q8_0 blocks per
+//    position (a head narrower than 32 values would split a Q8_0 block).
+// Attention reads them through kernels::PagedRows.
 #pragma once
 
 #include <cstddef>
@@ -34,9 +37,10 @@ class KvCache {
   }
 
   // type: DType::F16 or DType::Q8_0 (which needs kv_dim % 32 == 0). n_blocks: the pool's
-  // size; 0 = enough for every sequence to hold n_ctx positions. Throws tf::Error.
+  // size; 0 = enough for every sequence to hold n_ctx positions. head_dim: the size of a KV
+  // head (a divisor of kv_dim; 0 = kv_dim). Throws tf::Error.
   KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type = DType::F16,
-          int64_t n_blocks = 0);
+          int64_t n_blocks = 0, int64_t head_dim = 0);
 
   DType type() const { return type_; }
   int64_t n_ctx() const { return n_ctx_; }
@@ -53,17 +57,24 @@ class KvCache {
   // Blocks in some sequence's table (the rest are free or only held).
   int64_t blocks_in_tables() const { return in_tables_; }
 
-  // The writable key / value row of a position (reserved: pos < reserved(seq)).
-  uint8_t* k_row(int64_t layer, int64_t seq, int64_t pos) {
-    return block_base(seq, pos) + layer_offset(layer) + size_t(pos & (kBlockLen - 1)) * row_bytes_;
+  // The writable keys / values of a position: F16, those of KV head `head` (head_dim
+  // values); Q8_0, the whole row (head must be 0).
+  uint8_t* k_at(int64_t layer, int64_t seq, int64_t pos, int64_t head = 0) {
+    return block_base(seq, pos) + layer_offset(layer) + head * head_bytes() +
+           size_t(pos & (kBlockLen - 1)) * seg_bytes_;
   }
-  uint8_t* v_row(int64_t layer, int64_t seq, int64_t pos) { return k_row(layer, seq, pos) + v_offset(); }
-  // A layer's keys / values of a sequence, for attention (rows 0..seq_len-1 are valid).
-  kernels::PagedRows keys(int64_t layer, int64_t seq) const {
-    return {bases_[size_t(seq)].data(), layer_offset(layer), row_bytes_, kBlockShift};
+  uint8_t* v_at(int64_t layer, int64_t seq, int64_t pos, int64_t head = 0) {
+    return k_at(layer, seq, pos, head) + v_offset();
   }
-  kernels::PagedRows values(int64_t layer, int64_t seq) const {
-    return {bases_[size_t(seq)].data(), layer_offset(layer) + v_offset(), row_bytes_, kBlockShift};
+  // A layer's keys / values of a sequence, for attention (rows 0..seq_len-1 are valid): F16,
+  // the head_dim values of KV head `head` per row; Q8_0, whole rows (head ignored).
+  kernels::PagedRows keys(int64_t layer, int64_t seq, int64_t head = 0) const {
+    return {bases_[size_t(seq)].data(), layer_offset(layer) + head_offset(head), seg_bytes_,
+            kBlockShift};
+  }
+  kernels::PagedRows values(int64_t layer, int64_t seq, int64_t head = 0) const {
+    return {bases_[size_t(seq)].data(), layer_offset(layer) + v_offset() + head_offset(head),
+            seg_bytes_, kBlockShift};
   }
 
   // Number of leading positions of a sequence that hold valid entries.
@@ -101,6 +112,9 @@ class KvCache {
   }
   size_t layer_offset(int64_t layer) const { return size_t(layer) * 2 * kBlockLen * row_bytes_; }
   size_t v_offset() const { return size_t(kBlockLen) * row_bytes_; }
+  // Bytes of one head's rows over a block (F16); Q8_0 rows are not split by head.
+  size_t head_bytes() const { return size_t(kBlockLen) * seg_bytes_; }
+  size_t head_offset(int64_t head) const { return type_ == DType::F16 ? size_t(head) * head_bytes() : 0; }
   uint8_t* block_ptr(int32_t b) { return pool_.data() + size_t(b) * block_bytes_; }
   int32_t take_block();                  // from the free list (which must not be empty)
   void add_ref(int32_t b, bool table);   // table: a sequence's table gains it
@@ -111,6 +125,7 @@ class KvCache {
   DType type_;
   int64_t n_layer_, n_seq_, n_ctx_, kv_dim_;
   size_t row_bytes_, block_bytes_;
+  size_t seg_bytes_;  // bytes between consecutive rows of a run: head_dim (F16) or kv_dim values
   std::vector<uint8_t> pool_;
   std::vector<int32_t> refs_, table_refs_;  // per block: all references; those from tables
   std::vector<int32_t> free_;               // free blocks (a stack)

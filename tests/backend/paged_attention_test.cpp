@@ -75,25 +75,38 @@ TEST(PagedAttention, F16WeightedSumMatchesReferenceAtEveryLevel) {
         std::vector<uint8_t> rows(size_t(len * width) * 2);
         auto* h = reinterpret_cast<uint16_t*>(rows.data());
         for (int64_t i = 0; i < len * width; ++i) h[i] = f32_to_fp16(nd(rng) * 3.f);
-        std::vector<float> p(static_cast<size_t>(len));
+        auto h_at = [&](int64_t i) { return h[i]; };
+        // Three weight vectors (query heads of one KV head, or a tile's tokens), the last with
+        // zeros past 2/3 of the rows (a token that sees fewer positions).
+        constexpr int64_t m = 3;
+        std::vector<float> p(size_t(m * len));
         for (auto& v : p) v = ud(rng);
+        for (int64_t j = 2 * len / 3 + 1; j < len; ++j) p[size_t(2 * len + j)] = 0.0f;
         std::vector<float> first;
         for (int shift : {0, 3, 6, 10}) {
           Scattered sc(rows, size_t(width) * 2, len, shift);
-          std::vector<float> got(size_t(D), NAN), want(size_t(D), NAN);
-          kernels::f16_weighted_sum(sc.rows, len, start, D, p.data(), got.data());
-          kernels::f16_weighted_sum_reference(sc.rows, len, start, D, p.data(), want.data());
-          for (int64_t d = 0; d < D; ++d) {
+          std::vector<float> got(size_t(m * D), NAN), want(size_t(m * D), NAN);
+          kernels::f16_weighted_sum(sc.rows, len, start, D, p.data(), size_t(len), m, got.data(),
+                                    size_t(D));
+          kernels::f16_weighted_sum_reference(sc.rows, len, start, D, p.data(), size_t(len), m,
+                                              want.data(), size_t(D));
+          for (int64_t hd = 0; hd < m * D; ++hd) {
+            const int64_t h = hd / D, d = hd % D;
             double mag = 0;
             for (int64_t j = 0; j < len; ++j)
-              mag += std::fabs(p[size_t(j)] * fp16_to_f32(h[j * width + start + d]));
-            ASSERT_NEAR(got[size_t(d)], want[size_t(d)], 1e-6 * mag + 1e-30)
-                << kernels::isa_name(isa) << " D " << D << " len " << len << " d " << d;
+              mag += std::fabs(p[size_t(h * len + j)] * fp16_to_f32(h_at(j * width + start + d)));
+            ASSERT_NEAR(got[size_t(hd)], want[size_t(hd)], 1e-6 * mag + 1e-30)
+                << kernels::isa_name(isa) << " D " << D << " len " << len << " head " << h;
           }
           // Blocks of any size give the same bits: the sums run over positions in order.
           if (first.empty()) first = got;
-          ASSERT_EQ(std::memcmp(first.data(), got.data(), size_t(D) * sizeof(float)), 0)
+          ASSERT_EQ(std::memcmp(first.data(), got.data(), size_t(m * D) * sizeof(float)), 0)
               << kernels::isa_name(isa) << " D " << D << " len " << len << " shift " << shift;
+          // A head alone gives the bits it gives in the group.
+          std::vector<float> alone(size_t(D), NAN);
+          kernels::f16_weighted_sum(sc.rows, len, start, D, p.data() + 2 * len, size_t(len), 1,
+                                    alone.data(), size_t(D));
+          ASSERT_EQ(std::memcmp(alone.data(), got.data() + 2 * D, size_t(D) * sizeof(float)), 0);
         }
       }
     }
@@ -156,6 +169,30 @@ TEST(Q8_0Attention, SlicedScoresAreDotsWithTheDequantizedKeys) {
     }
     EXPECT_NEAR(sc[size_t(j)], want * scale, 1e-5 * mag * scale) << "position " << j;
   }
+}
+
+}  // namespace
+}  // namespace tf
+
+namespace tf {
+namespace {
+
+TEST(PagedAttention, RoundToF16IsTheScalarRoundTripAtEveryLevel) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> x(1000);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = nd(rng) * std::ldexp(1.0f, int(i % 40) - 30);
+  x[3] = 70000.f;  // overflows fp16: inf
+  x[4] = 1e-9f;    // below the smallest subnormal: 0
+  kernels::test::at_every_level([&](kernels::Isa isa) {
+    for (int64_t n : {1, 15, 17, 1000}) {
+      std::vector<float> got(x.begin(), x.begin() + n);
+      kernels::round_to_f16(got.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(got[size_t(i)], fp16_to_f32(f32_to_fp16(x[size_t(i)])))
+            << kernels::isa_name(isa) << " n " << n << " i " << i;
+    }
+  });
 }
 
 }  // namespace

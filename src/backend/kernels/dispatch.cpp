@@ -306,6 +306,11 @@ void f32_to_f16_row(const float* x, uint16_t* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = f32_to_fp16(x[i]);
 }
 
+void round_to_f16(float* x, int64_t n) {
+  if (auto f = detail::active_table().rows.round_f16) return f(x, n);
+  for (int64_t i = 0; i < n; ++i) x[i] = fp16_to_f32(f32_to_fp16(x[i]));
+}
+
 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
                   DotKernel kernel, float scale, float* out) {
   if (auto f = detail::active_table().rows.dot_f16)

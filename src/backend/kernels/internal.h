@@ -61,6 +61,7 @@ struct RowOps {
   void (*softmax)(float* x, int64_t n) = nullptr;
   void (*silu_mul)(float* gate, const float* up, int64_t n) = nullptr;
   void (*to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
+  void (*round_f16)(float* x, int64_t n) = nullptr;
   void (*dot_f16)(const uint16_t* w, size_t stride, int64_t rows, const uint16_t* a, int64_t n,
                   bool sgemm, float scale, float* out) = nullptr;
   // dot_f16_rows_group (VecDot) for the shapes it handles; returns false for the others.
@@ -70,9 +71,10 @@ struct RowOps {
   // q8_0_weighted_sum for whole blocks (start and D multiples of 32).
   void (*q8_0_weighted_sum)(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
                             const float* p, float* out) = nullptr;
-  // f16_weighted_sum for D % 16 == 0 (AVX-512) or D % 8 == 0 (AVX2).
+  // f16_weighted_sum for D % 16 == 0.
   void (*f16_weighted_sum)(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                           const float* p, float* out) = nullptr;
+                           const float* p, size_t p_stride, int64_t m, float* out,
+                           size_t out_stride) = nullptr;
 };
 
 inline constexpr size_t kTypeSlots = 36;  // ggml type ids 0..35

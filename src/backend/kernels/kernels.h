@@ -101,6 +101,8 @@ SiluMulFn silu_mul_fn();
 
 // out[i] = f32_to_fp16(x[i]) (round to nearest even).
 void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
+// x[i] = fp16_to_f32(f32_to_fp16(x[i])): floats rounded to the nearest fp16 value.
+void round_to_f16(float* x, int64_t n);
 
 // out[r] = vec_dot(F16, w + r * stride, a, n, kernel) * scale for r in [0, rows): many short
 // fp16 dot products in llama.cpp's order (attention scores over cached keys, or values over
@@ -131,14 +133,18 @@ struct PagedRows {
   }
 };
 
-// out[d] = sum over j < len of p[j] * v(j, start + d), for d < D, with v(j, e) element e of
-// fp16 row j: the attention-weighted sum of the values, added in order of j (the SIMD
-// versions keep a head's sums in registers over all positions and blocks, so the block size
-// does not change the result; they round like the reference up to FMA contraction).
+// out[h * out_stride + d] = sum over j < len of p[h * p_stride + j] * v(j, start + d), for
+// h < m and d < D, with v(j, e) element e of fp16 row j: the attention-weighted sums of the
+// values for m weight vectors (the query heads of one KV head, or the tokens of a prompt
+// tile). Each row is converted once for all m. (Attention rounds the weights to fp16 first,
+// as llama.cpp does: round_to_f16; the products are then exact in float.) Sums run over j in order, in registers
+// over all positions and blocks, so the block size never changes the result; the SIMD
+// versions round like the reference up to FMA contraction.
 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                      const float* p, float* out);
+                      const float* p, size_t p_stride, int64_t m, float* out, size_t out_stride);
 void f16_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                                const float* p, float* out);
+                                const float* p, size_t p_stride, int64_t m, float* out,
+                                size_t out_stride);
 
 // Q8_0 cache rows: one row of Q8_0 blocks per position; a head reads elements
 // [start, start + D) of each row. value(j, e) = d * q of element e of row j.

@@ -25,19 +25,24 @@ inline void for_each_piece(const BlockQ8_0* blocks, int64_t start, int64_t D, F&
 }  // namespace
 
 void f16_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                                const float* p, float* out) {
-  std::fill(out, out + D, 0.0f);
-  for (int64_t j = 0; j < len; ++j) {
-    const auto* v = reinterpret_cast<const uint16_t*>(rows.row(j)) + start;
-    for (int64_t d = 0; d < D; ++d) out[d] += p[j] * fp16_to_f32(v[d]);
+                                const float* p, size_t p_stride, int64_t m, float* out,
+                                size_t out_stride) {
+  for (int64_t h = 0; h < m; ++h) {
+    float* o = out + size_t(h) * out_stride;
+    std::fill(o, o + D, 0.0f);
+    for (int64_t j = 0; j < len; ++j) {
+      const auto* v = reinterpret_cast<const uint16_t*>(rows.row(j)) + start;
+      const float w = p[size_t(h) * p_stride + size_t(j)];
+      for (int64_t d = 0; d < D; ++d) o[d] += w * fp16_to_f32(v[d]);
+    }
   }
 }
 
 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                      const float* p, float* out) {
+                      const float* p, size_t p_stride, int64_t m, float* out, size_t out_stride) {
   if (auto f = detail::active_table().rows.f16_weighted_sum; f && D % 16 == 0)
-    return f(rows, len, start, D, p, out);
-  f16_weighted_sum_reference(rows, len, start, D, p, out);
+    return f(rows, len, start, D, p, p_stride, m, out, out_stride);
+  f16_weighted_sum_reference(rows, len, start, D, p, p_stride, m, out, out_stride);
 }
 
 void q8_0_scores_sliced(const uint8_t* rows, size_t stride, int64_t len, int64_t start, int64_t D,

@@ -75,14 +75,17 @@ TF_TARGET_AVX2 void f16_wsum_slab(const PagedRows& rows, int64_t len, size_t ext
 }
 
 TF_TARGET_AVX2 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start,
-                                     int64_t D, const float* p, float* out) {
+                                     int64_t D, const float* p, size_t p_stride, int64_t m,
+                                     float* out, size_t out_stride) {
   using Slab = void (*)(const PagedRows&, int64_t, size_t, const float*, float*);
   static constexpr Slab kSlabs[] = {f16_wsum_slab<2>, f16_wsum_slab<4>, f16_wsum_slab<6>,
                                     f16_wsum_slab<8>};
-  for (int64_t v = 0; v < D / 16; v += 4) {
-    const int64_t nv = std::min<int64_t>(4, D / 16 - v);
-    kSlabs[nv - 1](rows, len, size_t(start + 16 * v) * 2, p, out + 16 * v);
-  }
+  for (int64_t h = 0; h < m; ++h)
+    for (int64_t v = 0; v < D / 16; v += 4) {
+      const int64_t nv = std::min<int64_t>(4, D / 16 - v);
+      kSlabs[nv - 1](rows, len, size_t(start + 16 * v) * 2, p + size_t(h) * p_stride,
+                     out + size_t(h) * out_stride + 16 * v);
+    }
 }
 
 }  // namespace

@@ -101,6 +101,15 @@ TF_TARGET_AVX512 void to_f16(const float* x, uint16_t* out, int64_t n) {
   }
 }
 
+TF_TARGET_AVX512 void round_f16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = first(n - i);
+    const __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_cvtph_ps(h));
+  }
+}
+
 TF_TARGET_AVX512 inline __m512 load_h(const uint16_t* p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
@@ -357,29 +366,107 @@ TF_TARGET_AVX512 bool dot_f16_group(const uint16_t* w, size_t stride, int64_t ro
     }                                                                                      \
   } while (0)
 
-// NV vectors (16 * NV columns) of an fp16 head.
-template <int NV>
-TF_TARGET_AVX512 void f16_wsum_slab(const PagedRows& rows, int64_t len, size_t extra,
-                                    const float* p, float* out) {
-  __m512 acc[NV];
-  for (int k = 0; k < NV; ++k) acc[k] = _mm512_setzero_ps();
-  TF_FOR_EACH_PAGED_ROW(rows, len, extra, {
-    const __m512 w = _mm512_set1_ps(p[j]);
-    const auto* v = reinterpret_cast<const uint16_t*>(r);
-    for (int k = 0; k < NV; ++k) acc[k] = _mm512_fmadd_ps(w, load_h(v + 16 * k, 0xFFFF), acc[k]);
-  });
-  for (int k = 0; k < NV; ++k) _mm512_storeu_ps(out + 16 * k, acc[k]);
+// NV vectors (16 * NV columns) of G weight vectors' sums, in registers over all positions;
+// each row's NV vectors are converted once for the G.
+template <int NV, int G>
+TF_TARGET_AVX512 void f16_wsum_tile(const PagedRows& rows, int64_t len, size_t extra,
+                                    const float* p, size_t p_stride, float* out,
+                                    size_t out_stride) {
+  __m512 acc[G][NV];
+  for (int g = 0; g < G; ++g)
+    for (int k = 0; k < NV; ++k) acc[g][k] = _mm512_setzero_ps();
+  const int64_t B = rows.block_len();
+  for (int64_t b0 = 0; b0 < len; b0 += B) {
+    const uint8_t* base = rows.blocks[b0 / B] + rows.offset + extra;
+    const int64_t n = std::min(B, len - b0);
+    const float* pj = p + b0;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto* v = reinterpret_cast<const uint16_t*>(base + size_t(i) * rows.stride);
+      _mm_prefetch(reinterpret_cast<const char*>(v) + 8 * rows.stride, _MM_HINT_T0);
+      __m512 x[NV];
+      for (int k = 0; k < NV; ++k) x[k] = load_h(v + 16 * k, 0xFFFF);
+      for (int g = 0; g < G; ++g) {
+        const __m512 w = _mm512_set1_ps(pj[size_t(g) * p_stride + size_t(i)]);
+        for (int k = 0; k < NV; ++k) acc[g][k] = _mm512_fmadd_ps(w, x[k], acc[g][k]);
+      }
+    }
+  }
+  for (int g = 0; g < G; ++g)
+    for (int k = 0; k < NV; ++k) _mm512_storeu_ps(out + size_t(g) * out_stride + 16 * k, acc[g][k]);
 }
 
+// Up to 8 vectors of a head at a time, for as many weight vectors as keep up to 24
+// accumulators in registers (the rest of m in one narrower pass). Prefetches run 8 rows ahead
+// (past a block's end they touch the pool's next block: harmless).
+template <int NV>
+TF_TARGET_AVX512 void f16_wsum_columns(const PagedRows& rows, int64_t len, size_t extra,
+                                       const float* p, size_t p_stride, int64_t m, float* out,
+                                       size_t out_stride) {
+  constexpr int kG = NV >= 8 ? 3 : NV >= 4 ? 6 : NV >= 2 ? 8 : 8;
+  int64_t h = 0;
+  for (; h + kG <= m; h += kG)
+    f16_wsum_tile<NV, kG>(rows, len, extra, p + size_t(h) * p_stride, p_stride,
+                          out + size_t(h) * out_stride, out_stride);
+  using Tile = void (*)(const PagedRows&, int64_t, size_t, const float*, size_t, float*, size_t);
+  static constexpr Tile kRest[] = {nullptr,
+                                   f16_wsum_tile<NV, 1>,
+                                   f16_wsum_tile<NV, std::min(2, kG)>,
+                                   f16_wsum_tile<NV, std::min(3, kG)>,
+                                   f16_wsum_tile<NV, std::min(4, kG)>,
+                                   f16_wsum_tile<NV, std::min(5, kG)>,
+                                   f16_wsum_tile<NV, std::min(6, kG)>,
+                                   f16_wsum_tile<NV, std::min(7, kG)>};
+  if (h < m)  // the rest (fewer than kG) in one pass
+    kRest[m - h](rows, len, extra, p + size_t(h) * p_stride, p_stride,
+                 out + size_t(h) * out_stride, out_stride);
+}
+
+// Tiles of NV vectors for G = 1..8 weight vectors.
+template <int NV>
+struct WsumTiles {
+  using Tile = void (*)(const PagedRows&, int64_t, size_t, const float*, size_t, float*, size_t);
+  static constexpr Tile kByG[] = {nullptr,
+                                  f16_wsum_tile<NV, 1>,
+                                  f16_wsum_tile<NV, 2>,
+                                  f16_wsum_tile<NV, 3>,
+                                  f16_wsum_tile<NV, 4>,
+                                  f16_wsum_tile<NV, 5>,
+                                  f16_wsum_tile<NV, 6>,
+                                  f16_wsum_tile<NV, 7>,
+                                  f16_wsum_tile<NV, 8>};
+};
+
 TF_TARGET_AVX512 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start,
-                                       int64_t D, const float* p, float* out) {
-  using Slab = void (*)(const PagedRows&, int64_t, size_t, const float*, float*);
-  static constexpr Slab kSlabs[] = {f16_wsum_slab<1>, f16_wsum_slab<2>, f16_wsum_slab<3>,
-                                    f16_wsum_slab<4>, f16_wsum_slab<5>, f16_wsum_slab<6>,
-                                    f16_wsum_slab<7>, f16_wsum_slab<8>};
+                                       int64_t D, const float* p, size_t p_stride, int64_t m,
+                                       float* out, size_t out_stride) {
+  if (m <= 8) {
+    // A few weight vectors (a decoding token's heads of one KV head): all of them in one pass
+    // over the rows, the head's columns split so that at most 24 sums are in registers.
+    using Tile = WsumTiles<1>::Tile;
+    static constexpr const Tile* kByNv[] = {nullptr,
+                                            WsumTiles<1>::kByG,
+                                            WsumTiles<2>::kByG,
+                                            WsumTiles<3>::kByG,
+                                            WsumTiles<4>::kByG,
+                                            WsumTiles<5>::kByG,
+                                            WsumTiles<6>::kByG,
+                                            WsumTiles<7>::kByG,
+                                            WsumTiles<8>::kByG};
+    const int64_t nvc = std::max<int64_t>(1, std::min<int64_t>(8, 24 / m));
+    for (int64_t v = 0; v < D / 16; v += nvc) {
+      const int64_t nv = std::min(nvc, D / 16 - v);
+      kByNv[nv][m](rows, len, size_t(start + 16 * v) * 2, p, p_stride, out + 16 * v, out_stride);
+    }
+    return;
+  }
+  using Cols = void (*)(const PagedRows&, int64_t, size_t, const float*, size_t, int64_t, float*,
+                        size_t);
+  static constexpr Cols kCols[] = {f16_wsum_columns<1>, f16_wsum_columns<2>, f16_wsum_columns<3>,
+                                   f16_wsum_columns<4>, f16_wsum_columns<5>, f16_wsum_columns<6>,
+                                   f16_wsum_columns<7>, f16_wsum_columns<8>};
   for (int64_t v = 0; v < D / 16; v += 8) {
     const int64_t nv = std::min<int64_t>(8, D / 16 - v);
-    kSlabs[nv - 1](rows, len, size_t(start + 16 * v) * 2, p, out + 16 * v);
+    kCols[nv - 1](rows, len, size_t(start + 16 * v) * 2, p, p_stride, m, out + 16 * v, out_stride);
   }
 }
 
@@ -426,6 +513,7 @@ void add_rows_avx512(Table& t) {
   t.rows.softmax = softmax;
   t.rows.silu_mul = silu_mul;
   t.rows.to_f16 = to_f16;
+  t.rows.round_f16 = round_f16;
   t.rows.dot_f16 = dot_f16_rows;
 }
 
