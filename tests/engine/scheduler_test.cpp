@@ -232,3 +232,67 @@ TEST_F(SchedulerTest, PrefixSharedWithARunningSequence) {
 }
 
 }  // namespace
+
+namespace {
+
+// A KV memory budget smaller than n_parallel full contexts: requests wait for blocks instead
+// of failing, and every one gets the tokens it gets alone; the blocks all come back.
+TEST_F(SchedulerTest, KvMemoryBudgetAdmitsWhatFits) {
+  SchedulerParams one;
+  one.n_ctx = 256;
+  std::vector<std::vector<tf::TokenId>> alone;
+  {
+    Scheduler fresh(engine_->model(), engine_->tokenizer(), one);
+    for (const auto& p : prompts_) {
+      Collected c;
+      fresh.submit(greedy(engine_->tokenize(p), 40), sink_for(c));
+      wait(c);
+      alone.push_back(c.tokens);
+    }
+  }
+  SchedulerParams sp;
+  sp.n_parallel = 8;
+  sp.n_ctx = 512;
+  const auto& cfg = engine_->model().config();
+  const size_t block = tf::KvCache::block_bytes_for(cfg.n_layer, cfg.kv_dim(), tf::DType::F16);
+  sp.kv_memory = 5 * block;  // two requests' worst case (prompt + 40 tokens + 1: 2 blocks)
+  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  EXPECT_EQ(sched.stats().kv_total_blocks, 5);
+  std::vector<Collected> got(prompts_.size());
+  for (size_t i = 0; i < prompts_.size(); ++i)
+    sched.submit(greedy(engine_->tokenize(prompts_[i]), 40), sink_for(got[i]));
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    wait(got[i]);
+    EXPECT_EQ(got[i].last.finish_reason, "length") << got[i].last.error;
+    EXPECT_EQ(got[i].tokens, alone[i]) << "prompt " << i;
+  }
+  EXPECT_EQ(sched.stats().kv_used_blocks, 0);
+  // A request whose worst case exceeds the whole budget is refused up front.
+  EXPECT_THROW(sched.submit(greedy(engine_->tokenize("Once"), 400), [](const GenEvent&) {}),
+               tf::Error);
+}
+
+TEST_F(SchedulerTest, TimeoutEndsARequestKeepingItsTokens) {
+  SchedulerParams sp;
+  sp.n_parallel = 1;
+  sp.n_ctx = 4096;
+  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  GenRequest r = greedy(engine_->tokenize("Once"), -1);
+  r.ignore_eos = true;
+  r.timeout_s = 0.2;
+  Collected a, b;
+  sched.submit(r, sink_for(a));
+  GenRequest q = greedy(engine_->tokenize("The"), 4);  // queued behind it, then served
+  sched.submit(q, sink_for(b));
+  wait(a);
+  EXPECT_EQ(a.last.finish_reason, "timeout");
+  EXPECT_EQ(int64_t(a.tokens.size()), a.last.usage.completion_tokens);
+  EXPECT_LT(a.tokens.size(), 4000u);
+  wait(b);
+  EXPECT_EQ(b.last.finish_reason, "length");
+  GenRequest bad = q;
+  bad.timeout_s = -1;
+  EXPECT_THROW(sched.submit(bad, [](const GenEvent&) {}), tf::Error);
+}
+
+}  // namespace

@@ -30,6 +30,7 @@ async function gauges(server) {
     running: v.get('tokenfab_requests_running'),
     waiting: v.get('tokenfab_requests_waiting'),
     kvUsed: v.get('tokenfab_kv_cache_cells_used'),
+    kvBlocksUsed: v.get('tokenfab_kv_cache_blocks_used'),
     vllmRunning: v.get('vllm:num_requests_running'),
     vllmWaiting: v.get('vllm:num_requests_waiting'),
     connections: v.get('tokenfab_http_connections'),
@@ -49,7 +50,7 @@ async function waitGauges(server, pred, ms, what) {
   }
 }
 
-const idle = (g) => g.running === 0 && g.waiting === 0 && g.kvUsed === 0 && g.vllmRunning === 0 && g.vllmWaiting === 0;
+const idle = (g) => g.running === 0 && g.waiting === 0 && g.kvUsed === 0 && g.kvBlocksUsed === 0 && g.vllmRunning === 0 && g.vllmWaiting === 0;
 
 // The server answers a normal chat request with the text it gave before (greedy).
 async function assertAnswers(server, openai, reference, what) {
