@@ -25,7 +25,8 @@ PrefixCache::~PrefixCache() {
 
 uint64_t PrefixCache::chain(uint64_t parent, const TokenId* tokens, size_t count) {
   uint64_t h = mix(parent ^ count);
-  for (size_t i = 0; i < count; ++i) h = mix(h ^ (uint64_t(uint32_t(tokens[i])) + (uint64_t(i) << 32)));
+  for (size_t i = 0; i < count; ++i)
+    h = mix(h ^ (uint64_t(uint32_t(tokens[i])) + (uint64_t(i) << 32)));
   return h;
 }
 

@@ -28,7 +28,8 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, 
   if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || kv_dim <= 0 || n_blocks < 0)
     throw Error("KV cache: all dimensions must be positive");
   if (type != DType::F16 && type != DType::Q8_0)
-    throw Error(std::string("KV cache: unsupported type ") + dtype_name(type) + " (use f16 or q8_0)");
+    throw Error(std::string("KV cache: unsupported type ") + dtype_name(type) +
+                " (use f16 or q8_0)");
   if (type == DType::Q8_0 && kv_dim % 32 != 0)
     throw Error("KV cache type q8_0 needs the key/value width (KV heads x head size = " +
                 std::to_string(kv_dim) + ") to be a multiple of 32; use f16");
@@ -72,7 +73,8 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, 
 }
 
 void KvCache::check_seq(int64_t seq) const {
-  if (seq < 0 || seq >= n_seq_) throw Error("KV cache: sequence " + std::to_string(seq) + " out of range");
+  if (seq < 0 || seq >= n_seq_)
+    throw Error("KV cache: sequence " + std::to_string(seq) + " out of range");
 }
 
 int32_t KvCache::take_block() {

@@ -114,10 +114,12 @@ class KvCache {
   size_t v_offset() const { return size_t(kBlockLen) * row_bytes_; }
   // Bytes of one head's rows over a block (F16); Q8_0 rows are not split by head.
   size_t head_bytes() const { return size_t(kBlockLen) * seg_bytes_; }
-  size_t head_offset(int64_t head) const { return type_ == DType::F16 ? size_t(head) * head_bytes() : 0; }
+  size_t head_offset(int64_t head) const {
+    return type_ == DType::F16 ? size_t(head) * head_bytes() : 0;
+  }
   uint8_t* block_ptr(int32_t b) { return pool_.data() + size_t(b) * block_bytes_; }
-  int32_t take_block();                  // from the free list (which must not be empty)
-  void add_ref(int32_t b, bool table);   // table: a sequence's table gains it
+  int32_t take_block();                 // from the free list (which must not be empty)
+  void add_ref(int32_t b, bool table);  // table: a sequence's table gains it
   void drop_ref(int32_t b, bool table);
   void check_seq(int64_t seq) const;
   void set_table_entry(int64_t seq, size_t i, int32_t b);

@@ -52,8 +52,8 @@ TEST(KvCache, SharedPrefixIsCopiedOnWrite) {
   EXPECT_NE(kv.table(1)[1], kv.table(0)[1]);
   EXPECT_EQ(kv.table(1)[0], kv.table(0)[0]);  // the untouched first block stays shared
   EXPECT_EQ(key_byte(kv, 1, B + 5, 0), 100 + (B + 5) % 7);
-  EXPECT_EQ(key_byte(kv, 0, B + 5, 0), 20 + (B + 5) % 7);   // the original is intact
-  EXPECT_EQ(key_byte(kv, 1, B + 4, 0), 20 + (B + 4) % 7);   // the copy kept the prefix
+  EXPECT_EQ(key_byte(kv, 0, B + 5, 0), 20 + (B + 5) % 7);  // the original is intact
+  EXPECT_EQ(key_byte(kv, 1, B + 4, 0), 20 + (B + 4) % 7);  // the copy kept the prefix
   EXPECT_EQ(kv.free_blocks(), 8 - 3);
   kv.truncate(0, 0);
   kv.truncate(1, 0);
@@ -85,7 +85,7 @@ TEST(KvCache, AFullPoolIsRefusedWithoutChanges) {
   EXPECT_THROW(kv.reserve(1, 0, 2 * B), tf::Error);
   EXPECT_EQ(kv.free_blocks(), 1);
   EXPECT_TRUE(kv.table(1).empty());
-  EXPECT_THROW(kv.set_seq_len(1, 1), tf::Error);  // nothing reserved
+  EXPECT_THROW(kv.set_seq_len(1, 1), tf::Error);     // nothing reserved
   EXPECT_THROW(kv.reserve(1, 0, 5 * B), tf::Error);  // past the context
 }
 

@@ -38,8 +38,8 @@ void f16_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t star
   }
 }
 
-void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                      const float* p, size_t p_stride, int64_t m, float* out, size_t out_stride) {
+void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D, const float* p,
+                      size_t p_stride, int64_t m, float* out, size_t out_stride) {
   if (auto f = detail::active_table().rows.f16_weighted_sum; f && D % 16 == 0)
     return f(rows, len, start, D, p, p_stride, m, out, out_stride);
   f16_weighted_sum_reference(rows, len, start, D, p, p_stride, m, out, out_stride);
@@ -71,8 +71,8 @@ void q8_0_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t sta
   }
 }
 
-void q8_0_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                       const float* p, float* out) {
+void q8_0_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D, const float* p,
+                       float* out) {
   if (auto f = detail::active_table().rows.q8_0_weighted_sum; f && start % kQK == 0 && D % kQK == 0)
     return f(rows, len, start, D, p, out);
   q8_0_weighted_sum_reference(rows, len, start, D, p, out);
