@@ -330,7 +330,9 @@ void Scheduler::update_stats() {
 void Scheduler::on_token(Seq& s, const float* raw) {
   if (s.done) return;
   const int64_t nv = ctx_->n_vocab();
-  std::vector<float> logits(raw, raw + nv);
+  // Scratch kept across tokens: a fresh 128 KB vector per token would be fresh pages each time.
+  std::vector<float>& logits = logits_scratch_;
+  logits.assign(raw, raw + nv);
   if (s.req.ignore_eos)
     for (TokenId id : eog_) logits[size_t(id)] = -INFINITY;
   const TokenId tok = s.sampler.sample(logits.data(), nv);
@@ -344,7 +346,7 @@ void Scheduler::on_token(Seq& s, const float* raw) {
   gt.id = tok;
   gt.piece = tok_.token_to_piece(tok);
   if (s.req.top_logprobs >= 0) {
-    std::vector<float> lsm;
+    std::vector<float>& lsm = lsm_scratch_;
     log_softmax(raw, nv, lsm);
     gt.logprob = lsm[size_t(tok)];
     const int32_t k = std::min<int32_t>(s.req.top_logprobs, int32_t(nv));

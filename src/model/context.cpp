@@ -215,7 +215,13 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   const DotKernel kq_kernel = llama_dot_kernel(DType::F16, n_kv, D, n);
   if (qh_.size() < size_t(n * Q)) qh_.resize(size_t(n * Q));
   kernels::f32_to_f16_row(q_.data(), qh_.data(), n * Q);
-  if (kq_kernel == DotKernel::Sgemm && kernels::has_gemm(DType::F16)) {
+  // Matrix products pay off for tiles of several tokens of one sequence. A batch of single
+  // tokens of different sequences (batched decoding) takes the per-token path, whose fp16 dots
+  // with DotKernel::Sgemm add as the matrix kernel does when D % 16 == 0 (see kernels::gemm),
+  // so the bits are the same either way.
+  bool single_tokens = D % 16 == 0;
+  for (int64_t t = 1; t < n && single_tokens; ++t) single_tokens = seq[t] != seq[t - 1];
+  if (kq_kernel == DotKernel::Sgemm && kernels::has_gemm(DType::F16) && !single_tokens) {
     attention_tiled(layer, pos, seq, n, n_kv, scale);
     return;
   }
