@@ -24,7 +24,7 @@ size_t KvCache::block_bytes_for(int64_t n_layer, int64_t kv_dim, DType type) {
 
 KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type,
                  int64_t n_blocks, int64_t head_dim)
-    : type_(type), n_layer_(n_layer), n_seq_(n_seq), n_ctx_(n_ctx), kv_dim_(kv_dim) {
+    : type_(type), n_seq_(n_seq), n_ctx_(n_ctx) {
   if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || kv_dim <= 0 || n_blocks < 0)
     throw Error("KV cache: all dimensions must be positive");
   if (type != DType::F16 && type != DType::Q8_0)

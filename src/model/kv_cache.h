@@ -125,7 +125,7 @@ class KvCache {
   void set_table_entry(int64_t seq, size_t i, int32_t b);
 
   DType type_;
-  int64_t n_layer_, n_seq_, n_ctx_, kv_dim_;
+  int64_t n_seq_, n_ctx_;
   size_t row_bytes_, block_bytes_;
   size_t seg_bytes_;  // bytes between consecutive rows of a run: head_dim (F16) or kv_dim values
   std::vector<uint8_t> pool_;
