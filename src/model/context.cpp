@@ -216,9 +216,9 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   if (qh_.size() < size_t(n * Q)) qh_.resize(size_t(n * Q));
   kernels::f32_to_f16_row(q_.data(), qh_.data(), n * Q);
   // Matrix products pay off for tiles of several tokens of one sequence. A batch of single
-  // tokens of different sequences (batched decoding) takes the per-token path, whose fp16 dots
-  // with DotKernel::Sgemm add as the matrix kernel does when D % 16 == 0 (see kernels::gemm),
-  // so the bits are the same either way.
+  // tokens of different sequences (batched decoding) takes the per-token path: its fp16 score
+  // dots with DotKernel::Sgemm add as the matrix kernel does when D % 16 == 0 (see
+  // kernels::gemm), and its value sums are those of a token decoded alone.
   bool single_tokens = D % 16 == 0;
   for (int64_t t = 1; t < n && single_tokens; ++t) single_tokens = seq[t] != seq[t - 1];
   if (kq_kernel == DotKernel::Sgemm && kernels::has_gemm(DType::F16) && !single_tokens) {
@@ -302,12 +302,13 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
   run_attention_jobs(n * c.n_head, work, job);
 }
 
-// Attention of several tokens with the scores as matrix products (prompt processing, when
-// llama.cpp uses its sgemm kernel for them): per head and tile of up to kTile consecutive
-// tokens of one sequence, S = K Q^T over the cells the tile can see, block by block, then
-// softmax per row and the weighted value sums. The matrix kernel adds in the same order as
-// the per-token dots (see kernels::gemm), so the scores are the same bits. A tile stops at its
-// own last position (rounded up to 32) instead of n_kv: the causal half of the work is skipped.
+// Attention of several tokens as matrix products (prompt processing, when llama.cpp uses its
+// sgemm kernel for them): per head and tile of up to kTile consecutive tokens of one
+// sequence, S = K Q^T over the cells the tile can see, block by block, then softmax per row,
+// then V^T P with the values transposed and the weights in fp16, as llama.cpp computes it.
+// The matrix kernel adds in the same order as the per-token dots with DotKernel::Sgemm (see
+// kernels::gemm). A tile stops at its own last position (rounded up to 32) instead of n_kv:
+// the causal half of the work is skipped.
 void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
                               int64_t n_kv, float scale) {
   constexpr int64_t kTile = 64;
@@ -328,6 +329,42 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
     t = e;
   }
   if (tile_scratch_.size() < size_t(pool_.size())) tile_scratch_.resize(size_t(pool_.size()));
+  // The values of each sequence, transposed once for all its tiles and heads: matrix
+  // products over positions then stream them (llama.cpp's layout for this product). Positions
+  // past what the batch fills are zeros (their weights are 0; stale cells could hold anything).
+  vt_index_.clear();
+  size_t vt_size = 0;
+  for (const Tile& tl : tiles_) {
+    bool found = false;
+    for (ValuesT& vt : vt_index_)
+      if (vt.seq == seq[tl.t0]) {
+        vt.cells = std::max(vt.cells, tl.cells);
+        found = true;
+      }
+    if (!found) vt_index_.push_back({seq[tl.t0], tl.cells, 0});
+  }
+  for (ValuesT& vt : vt_index_) {
+    vt.offset = vt_size;
+    vt_size += size_t(c.n_head_kv * D) * size_t(vt.cells);
+  }
+  if (values_t_.size() < vt_size) values_t_.resize(vt_size);
+  for (const ValuesT& vt : vt_index_) {
+    int32_t filled = kv_.seq_len(vt.seq);
+    for (int64_t t = 0; t < n; ++t)
+      if (seq[t] == vt.seq) filled = std::max(filled, pos[t] + 1);
+    for (int64_t kvh = 0; kvh < c.n_head_kv; ++kvh) {
+      const kernels::PagedRows rows = kv_.values(layer, vt.seq, kvh);
+      uint16_t* dst = &values_t_[vt.offset + size_t(kvh * D) * size_t(vt.cells)];
+      const int64_t valid = std::min<int64_t>(filled, vt.cells);
+      for (int64_t j = 0; j < valid; ++j) {
+        const auto* r = reinterpret_cast<const uint16_t*>(rows.row(j));
+        for (int64_t d = 0; d < D; ++d) dst[size_t(d) * size_t(vt.cells) + size_t(j)] = r[d];
+      }
+      for (int64_t d = 0; d < D; ++d)
+        std::fill_n(dst + size_t(d) * size_t(vt.cells) + size_t(valid), size_t(vt.cells - valid),
+                    uint16_t(0));
+    }
+  }
   auto job = [&](int64_t b, int64_t e, int tid) {
     TileScratch& ts = tile_scratch_[size_t(tid)];
     for (int64_t jb = b; jb < e; ++jb) {
@@ -338,21 +375,21 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
       for (int64_t j0 = 0; j0 < cells; j0 += B)
         kernels::gemm(DType::F16, keys.row(j0), size_t(D) * 2, std::min(B, cells - j0),
                       &qh_[size_t(t0 * Q + h * D)], size_t(Q) * 2, m, D, ts.s.data() + j0, cells);
-      int64_t most = 0;
+      if (ts.p.size() < size_t(m * cells)) ts.p.resize(size_t(m * cells));
       for (int64_t t = t0; t < t1; ++t) {
         float* sc = &ts.s[size_t((t - t0) * cells)];
+        uint16_t* p16 = &ts.p[size_t((t - t0) * cells)];
         const int64_t len = int64_t(pos[t]) + 1;
         for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
         softmax_inplace(sc, len);
-        kernels::round_to_f16(sc, len);
-        // Cells the token does not see weigh exactly 0: the tile's tokens then share one pass
-        // over the values, and each gets the bits of its own sum over its positions (an FMA
-        // of +0 changes nothing). Those cells hold the tile's own, finite, values.
-        std::fill(sc + len, sc + cells, 0.0f);
-        most = std::max(most, len);
+        kernels::f32_to_f16_row(sc, p16, len);
+        std::fill(p16 + len, p16 + cells, uint16_t(0));  // cells the token does not see
       }
-      kernels::f16_weighted_sum(kv_.values(layer, seq[t0], kvh), most, 0, D, ts.s.data(),
-                                size_t(cells), m, &att_[size_t(t0 * Q + h * D)], size_t(Q));
+      const ValuesT* vt = &vt_index_[0];
+      while (vt->seq != seq[t0]) ++vt;
+      const uint16_t* v = &values_t_[vt->offset + size_t(kvh * D) * size_t(vt->cells)];
+      kernels::gemm(DType::F16, v, size_t(vt->cells) * 2, D, ts.p.data(), size_t(cells) * 2, m,
+                    cells, &att_[size_t(t0 * Q + h * D)], Q);
     }
   };
   run_attention_jobs(int64_t(tiles_.size()) * c.n_head, work, job);

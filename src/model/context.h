@@ -92,12 +92,22 @@ class Context {
   // attention_tiled: the token ranges, and per thread the scores and fp16 weights of a tile
   struct TileScratch {
     std::vector<float> s;
+    std::vector<uint16_t> p;  // the softmax weights in fp16
   };
   struct Tile {
     int64_t t0, t1, cells;  // tokens [t0, t1) of one sequence; the cache cells they see
   };
   std::vector<Tile> tiles_;
   std::vector<TileScratch> tile_scratch_;
+  // attention_tiled: per sequence of the batch and KV head, its values transposed (head_dim
+  // rows of `cells` fp16 positions), for the value products as matrix products.
+  struct ValuesT {
+    int32_t seq;
+    int64_t cells;
+    size_t offset;  // into values_t_, of KV head 0 (the heads follow, head_dim * cells apart)
+  };
+  std::vector<ValuesT> vt_index_;
+  std::vector<uint16_t> values_t_;
   std::vector<uint8_t> act_;
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
   std::vector<int32_t> seq_fill_, seq_from_;
