@@ -1,6 +1,7 @@
-// tokenfab's public C++ API: load a GGUF model, tokenize, generate, score.
-// This is what the CLI (and later the server) is built on; an embedding application needs
-// nothing else.
+// tokenfab's public C++ API: load a GGUF model, tokenize, generate, score, and serve many
+// requests at once through the continuous-batching Scheduler (Engine::make_scheduler).
+// This is what the CLI and the server are built on; an embedding application needs nothing
+// else.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/scheduler.h"
 #include "format/gguf.h"
 #include "model/context.h"
 #include "model/model.h"
@@ -77,6 +79,13 @@ class Engine {
   static std::unique_ptr<Engine> load(const std::string& path, const LoadOptions& opts = {});
 
   const Model& model() const { return *model_; }
+  // A continuous-batching scheduler over this engine's model and tokenizer (see
+  // engine/scheduler.h): concurrent requests share forward passes, paged KV memory and the
+  // prefix cache, without HTTP. n_threads <= 0 takes the engine's. The engine must outlive it.
+  std::unique_ptr<Scheduler> make_scheduler(SchedulerParams p) const {
+    if (p.n_threads <= 0) p.n_threads = n_threads();
+    return std::make_unique<Scheduler>(model(), tokenizer(), p);
+  }
   const Tokenizer& tokenizer() const { return *tok_; }
   int n_threads() const { return n_threads_; }
   int64_t n_ctx() const { return ctx_->n_ctx(); }

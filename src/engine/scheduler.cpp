@@ -260,11 +260,16 @@ bool Scheduler::step() {
     out_seq.push_back(s);
     --budget;
   }
-  // Then prompt chunks, oldest request first.
-  if (!out_seq.empty()) budget = std::min(budget, p_.prompt_tokens_while_decoding);
+  // Then prompt chunks, oldest request first. While sequences decode, prompts get a smaller
+  // share of the step (every decoding stream waits for it), unless at least as many requests
+  // are still waiting for their first token as are decoding: then the waiting users' time to
+  // first token matters more (a burst of arrivals starts sooner, and aggregate throughput
+  // rises with the larger steps).
   std::vector<Seq*> pre;
   for (auto& sl : slots_)
     if (sl.seq && sl.seq->prefilling()) pre.push_back(sl.seq.get());
+  if (!out_seq.empty() && pre.size() < out_seq.size())
+    budget = std::min(budget, p_.prompt_tokens_while_decoding);
   std::sort(pre.begin(), pre.end(), [](Seq* a, Seq* b) { return a->id < b->id; });
   std::vector<std::pair<Seq*, size_t>> chunks;
   for (Seq* s : pre) {

@@ -276,7 +276,9 @@ TEST_F(SchedulerTest, TimeoutEndsARequestKeepingItsTokens) {
   SchedulerParams sp;
   sp.n_parallel = 1;
   sp.n_ctx = 4096;
-  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  sp.n_threads = 0;  // the engine's
+  auto owned = engine_->make_scheduler(sp);  // the public API's way to a scheduler
+  Scheduler& sched = *owned;
   GenRequest r = greedy(engine_->tokenize("Once"), -1);
   r.ignore_eos = true;
   r.timeout_s = 0.2;
