@@ -14,6 +14,7 @@
 #include "format/gguf.h"
 #include "model/context.h"
 #include "model/model.h"
+#include "sample/grammar.h"
 #include "sample/sampler.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -47,6 +48,11 @@ struct GenerateOptions {
   // tokens, decoded one at a time). Faster for a chat (the last reply is not processed again),
   // but not bit-identical to a fresh run for F32/F16 weights; see Engine::generate_ids.
   bool reuse_generated = false;
+  // Constrained decoding: only tokens whose text keeps the output inside this grammar may be
+  // sampled, and end of generation only once the output is a whole sentence of it. Generation
+  // ends ("eos") when nothing but the end can follow; stop_reason "grammar" when no token can
+  // continue the output. Masking tries every token's text each step (no token trie yet).
+  std::shared_ptr<const Grammar> grammar;
 };
 
 struct Timings {
@@ -63,7 +69,7 @@ struct Generation {
   std::vector<TokenId> prompt_ids;  // as fed to the model, BOS included
   std::vector<TokenId> tokens;      // generated, the EOS id included when it stopped there
   std::string text;
-  std::string stop_reason;  // "eos", "length", "context", "cancelled"
+  std::string stop_reason;  // "eos", "length", "context", "cancelled", "grammar"
   Timings timings;
 };
 

@@ -121,9 +121,31 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
   int32_t pos = int32_t(g.prompt_ids.size());
   t0 = Clock::now();
   g.stop_reason = "length";
+  std::unique_ptr<GrammarMatcher> gm;
+  std::vector<std::string> pieces;  // each token's bytes, for the grammar
+  if (opts.grammar) {
+    gm = std::make_unique<GrammarMatcher>(opts.grammar);
+    pieces.resize(size_t(ctx_->n_vocab()));
+    for (TokenId id = 0; id < ctx_->n_vocab(); ++id) pieces[size_t(id)] = tok_->token_to_piece(id);
+  }
   for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
     std::copy(ctx_->logits(0), ctx_->logits(0) + ctx_->n_vocab(), logits.begin());
     for (TokenId id : banned) logits[size_t(id)] = -INFINITY;
+    if (gm) {
+      bool any = false;
+      for (TokenId id = 0; id < ctx_->n_vocab(); ++id) {
+        float& l = logits[size_t(id)];
+        if (l == -INFINITY) continue;
+        const bool ok = tok_->is_eog(id) ? gm->complete()
+                                         : !pieces[size_t(id)].empty() && gm->can_accept(pieces[size_t(id)]);
+        if (!ok) l = -INFINITY;
+        any |= ok;
+      }
+      if (!any) {
+        g.stop_reason = "grammar";
+        break;
+      }
+    }
     const TokenId tok = sampler.sample(logits.data(), ctx_->n_vocab());
     sampler.accept(tok);
     g.tokens.push_back(tok);
@@ -131,6 +153,7 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
       g.stop_reason = "eos";
       break;
     }
+    if (gm) gm->accept(pieces[size_t(tok)]);
     const std::string piece = dec.push(tok);
     g.text += piece;
     if (on_text && !piece.empty() && !on_text(piece)) {
@@ -138,6 +161,10 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
       break;
     }
     if (opts.n_predict >= 0 && i + 1 >= opts.n_predict) break;
+    if (gm && gm->dead()) {  // the sentence is whole and nothing may follow it
+      g.stop_reason = "eos";
+      break;
+    }
     if (pos >= n_ctx) {
       g.stop_reason = "context";
       break;
