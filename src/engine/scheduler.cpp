@@ -285,20 +285,9 @@ bool Scheduler::step() {
     budget -= int64_t(n);
   }
   if (batch.size() == 0) return false;
-  {
-    // Free blocks for the batch, from the prefix cache's unused entries if need be.
-    KvCache& kv = ctx_->kv();
-    int64_t need = 0;
-    for (const auto& sl : slots_) {
-      if (!sl.seq) continue;
-      const int32_t at = int32_t(sl.cached.size());
-      int32_t to = at;
-      for (size_t i = 0; i < batch.size(); ++i)
-        if (batch.seq[i] == sl.seq->slot) to = std::max(to, batch.pos[i] + 1);
-      if (to > at) need += kv.blocks_to_reserve(sl.seq->slot, at, to);
-    }
-    if (need > kv.free_blocks()) prefix_->evict(need - kv.free_blocks());
-  }
+  // Free blocks for the batch, from the prefix cache's unused entries if need be.
+  if (const int64_t need = ctx_->kv_blocks_needed(batch); need > ctx_->kv().free_blocks())
+    prefix_->evict(need - ctx_->kv().free_blocks());
   ctx_->decode(batch);
   // The cache now holds what the batch carried.
   for (size_t i = 0; i < batch.size(); ++i) slots_[size_t(batch.seq[i])].cached.push_back(batch.tokens[i]);

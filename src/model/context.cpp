@@ -76,9 +76,7 @@ void Context::decode(const Batch& b) {
     n_out += b.want_logits[i] ? 1 : 0;
   }
   // The blocks the batch writes into: all free ones needed, checked before any is taken.
-  int64_t need = 0;
-  for (int64_t s = 0; s < kv_.n_seq(); ++s)
-    if (from[size_t(s)] != INT32_MAX) need += kv_.blocks_to_reserve(s, from[size_t(s)], len[size_t(s)]);
+  const int64_t need = kv_blocks_needed(b);
   if (need > kv_.free_blocks())
     throw Error("decode: the KV cache is full (" + std::to_string(need) + " blocks needed, " +
                 std::to_string(kv_.free_blocks()) + " free)");
@@ -91,6 +89,21 @@ void Context::decode(const Batch& b) {
     const int64_t m = std::min(n_batch_, n - i);
     forward(&b.tokens[i], &b.pos[i], &b.seq[i], &b.want_logits[i], m);
   }
+}
+
+int64_t Context::kv_blocks_needed(const Batch& b) const {
+  std::vector<int32_t> from(size_t(kv_.n_seq()), INT32_MAX), to(size_t(kv_.n_seq()), 0);
+  for (size_t i = 0; i < b.size(); ++i) {
+    const int32_t s = b.seq[i];
+    if (s < 0 || s >= kv_.n_seq() || b.pos[i] < 0) continue;
+    from[size_t(s)] = std::min(from[size_t(s)], b.pos[i]);
+    to[size_t(s)] = std::max(to[size_t(s)], b.pos[i] + 1);
+  }
+  int64_t need = 0;
+  for (int64_t s = 0; s < kv_.n_seq(); ++s)
+    if (from[size_t(s)] != INT32_MAX)
+      need += kv_.blocks_to_reserve(s, from[size_t(s)], std::max<int64_t>(to[size_t(s)], kv_.seq_len(s)));
+  return need;
 }
 
 void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* seq,

@@ -57,6 +57,9 @@ class Context {
   // batches or earlier tokens of this one). Throws tf::Error, changing nothing, on invalid ids
   // or positions, or when the KV cache has too few free blocks for the batch.
   void decode(const Batch& batch);
+  // Free KV blocks decode(batch) would take (new blocks and copies of shared ones); entries
+  // with an invalid sequence are skipped (decode refuses them).
+  int64_t kv_blocks_needed(const Batch& batch) const;
 
   // Logits of the i-th token of the last batch that asked for them (in batch order). The
   // buffer holds every requested row, so callers scoring long texts ask in slices.

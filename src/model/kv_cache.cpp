@@ -160,16 +160,6 @@ void KvCache::truncate(int64_t seq, int32_t n) {
   }
 }
 
-void KvCache::copy_prefix(int64_t src, int64_t dst, int32_t n) {
-  check_seq(src);
-  check_seq(dst);
-  if (n < 0 || n > len_[size_t(src)]) throw Error("KV cache: bad prefix copy");
-  if (src == dst) return truncate(dst, n);
-  truncate(dst, 0);
-  const auto& ts = tables_[size_t(src)];
-  attach(dst, std::vector<int32_t>(ts.begin(), ts.begin() + blocks_for(n)), n);
-}
-
 void KvCache::attach(int64_t seq, const std::vector<int32_t>& blocks, int32_t n) {
   check_seq(seq);
   if (!tables_[size_t(seq)].empty() || len_[size_t(seq)] != 0)

@@ -3,7 +3,7 @@
 // sized once, up front (refused with a clear error when it cannot be had); sequences take
 // blocks as they grow and give them back when truncated, so memory follows the tokens actually
 // held rather than n_seq x n_ctx. Blocks are reference-counted: sequences with a common prefix
-// share its blocks (copy_prefix, attach), and a block written while shared is copied first
+// share its blocks (attach), and a block written while shared is copied first
 // (copy on write), so sharing never changes what a sequence reads. Other holders (the engine's
 // prefix cache) keep blocks alive with hold/release.
 //
@@ -91,8 +91,6 @@ class KvCache {
   void reserve(int64_t seq, int64_t from, int64_t n);
   // Forgets a sequence's positions >= n (n = 0 clears it); blocks past them are released.
   void truncate(int64_t seq, int32_t n);
-  // Makes dst hold the first n positions of src, and nothing after: their blocks are shared.
-  void copy_prefix(int64_t src, int64_t dst, int32_t n);
 
   // ---- Blocks, for the engine's prefix cache ----
   const std::vector<int32_t>& table(int64_t seq) const { return tables_[size_t(seq)]; }

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 
+#include "tokenizer/unicode.h"
 #include "util/error.h"
 
 namespace tf {
@@ -22,20 +23,15 @@ bool is_name_char(char c) {
          c == '_';
 }
 
-// Decodes one UTF-8 character of s at i (advancing i); -1 when invalid, -2 when incomplete.
+// Decodes one UTF-8 character of s at i (advancing i), checked by utf8_check (strict:
+// overlongs, surrogates and values past U+10FFFF are invalid); -1 when invalid, -2 when s
+// ends inside a character that more bytes could complete.
 int64_t decode_utf8(std::string_view s, size_t& i) {
+  const int n = unicode::utf8_check(s.substr(i));
+  if (n <= 0) return n == 0 ? -2 : -1;
   const auto b0 = uint8_t(s[i]);
-  int n = b0 < 0x80 ? 1 : (b0 >> 5) == 0x6 ? 2 : (b0 >> 4) == 0xE ? 3 : (b0 >> 3) == 0x1E ? 4 : 0;
-  if (n == 0) return -1;
   uint32_t c = n == 1 ? b0 : n == 2 ? (b0 & 0x1F) : n == 3 ? (b0 & 0x0F) : (b0 & 0x07);
-  for (int k = 1; k < n; ++k) {
-    if (i + size_t(k) >= s.size()) return -2;
-    const auto b = uint8_t(s[i + size_t(k)]);
-    if ((b & 0xC0) != 0x80) return -1;
-    c = (c << 6) | (b & 0x3F);
-  }
-  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (c < kMin[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return -1;
+  for (int k = 1; k < n; ++k) c = (c << 6) | (uint8_t(s[i + size_t(k)]) & 0x3F);
   i += size_t(n);
   return c;
 }

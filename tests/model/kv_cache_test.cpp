@@ -42,7 +42,7 @@ TEST(KvCache, BlocksFollowTheTokensHeld) {
 TEST(KvCache, SharedPrefixIsCopiedOnWrite) {
   tf::KvCache kv(1, 2, 4 * B, 8, tf::DType::F16, 0, 4);
   fill(kv, 0, 0, B + 10, 20);
-  kv.copy_prefix(0, 1, int32_t(B + 5));  // shares both blocks, no copy yet
+  kv.attach(1, kv.table(0), int32_t(B + 5));  // shares both blocks, no copy yet
   EXPECT_EQ(kv.free_blocks(), 8 - 2);
   EXPECT_EQ(kv.table(1), kv.table(0));
   EXPECT_EQ(kv.refs(kv.table(0)[1]), 2);
