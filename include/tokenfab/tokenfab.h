@@ -15,6 +15,7 @@
 #include "model/context.h"
 #include "model/model.h"
 #include "sample/grammar.h"
+#include "sample/token_grammar.h"
 #include "sample/sampler.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -151,6 +152,7 @@ class Engine {
   // Whatever writes to ctx_'s cache must keep this, or call clear_cache.
   std::vector<TokenId> cached_ids_;
   size_t n_exact_ = 0;
+  std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built on the first constrained run
 };
 
 struct BenchParams {
@@ -161,12 +163,20 @@ struct BenchParams {
   int reps = 5;
   bool measure_bandwidth = true;
   DType kv_type = DType::F16;
+  // Grammar overhead: generation also runs constrained by this grammar (greedy, as the server
+  // samples: the argmax checked first, the vocabulary masked when it is refused; the grammar
+  // restarts when its sentence is whole), interleaved with unconstrained runs that take the
+  // argmax too, so that the two differ only by the grammar's work.
+  std::shared_ptr<const Grammar> grammar;
+  std::shared_ptr<const GrammarVocab> grammar_vocab;
 };
 struct Stat {
   double mean = 0, sd = 0;
 };
 struct BenchResult {
   Stat pp, tg;  // tokens per second
+  Stat tg_grammar;  // with BenchParams::grammar (then tg takes the argmax too)
+  double grammar_masks = 0;  // share of constrained steps that masked the whole vocabulary
   int threads = 0;
   double bytes_per_token = 0;   // weight bytes read per generated token
   double bandwidth_gb_s = 0;    // measured read bandwidth at this thread count

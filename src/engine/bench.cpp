@@ -58,28 +58,57 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
     for (int64_t i = 0; i < p.n_depth; ++i) b.add(tok(rng), int32_t(i), 0, i + 1 == p.n_depth);
     if (p.n_depth > 0) ctx.decode(b);
   };
-  auto gen_run = [&]() {
+  std::vector<float> logits(size_t(ctx.n_vocab()));
+  int64_t masks = 0, constrained_steps = 0;
+  auto gen_run = [&](bool with_grammar) {
     ctx.kv().truncate(0, int32_t(p.n_depth));
+    std::unique_ptr<TokenGrammar> g;
     Batch b;
+    int32_t next = tok(rng);
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < p.n_gen; ++i) {
       b.clear();
-      b.add(tok(rng), int32_t(p.n_depth + i), 0, true);
+      b.add(next, int32_t(p.n_depth + i), 0, true);
       ctx.decode(b);
+      if (!p.grammar) {
+        next = tok(rng);
+        continue;
+      }
+      std::copy(ctx.logits(0), ctx.logits(0) + ctx.n_vocab(), logits.begin());
+      next = argmax(logits.data(), ctx.n_vocab());
+      if (!with_grammar) continue;
+      if (!g || g->dead()) g = std::make_unique<TokenGrammar>(p.grammar, p.grammar_vocab);
+      ++constrained_steps;
+      if (!g->allows(next)) {
+        ++masks;
+        if (!g->mask(logits.data(), ctx.n_vocab())) {  // a dead end: start over
+          g.reset();
+          continue;
+        }
+        next = argmax(logits.data(), ctx.n_vocab());
+      }
+      g->accept(next);
     }
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
 
-  std::vector<double> pp, tg;
+  std::vector<double> pp, tg, tgg;
   if (p.n_prompt > 0) {
     prompt_run();  // warm-up: page in the weights, settle the threads
     for (int i = 0; i < p.reps; ++i) pp.push_back(double(p.n_prompt) / prompt_run());
   }
   if (p.n_gen > 0) {
     fill_depth();
-    gen_run();
-    for (int i = 0; i < p.reps; ++i) tg.push_back(double(p.n_gen) / gen_run());
+    gen_run(false);
+    if (p.grammar) gen_run(true);
+    masks = constrained_steps = 0;
+    for (int i = 0; i < p.reps; ++i) {
+      tg.push_back(double(p.n_gen) / gen_run(false));
+      if (p.grammar) tgg.push_back(double(p.n_gen) / gen_run(true));
+    }
   }
+  r.tg_grammar = stats(tgg);
+  if (constrained_steps > 0) r.grammar_masks = double(masks) / double(constrained_steps);
   r.pp = stats(pp);
   r.tg = stats(tg);
   r.resident_bytes = double(resident_bytes());
@@ -88,7 +117,8 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   ctx_ptr.reset();
   if (p.measure_bandwidth) {
     r.bandwidth_gb_s = measure_read_bandwidth(r.threads, size_t(512) << 20, 3);
-    if (r.bandwidth_gb_s > 0) r.bandwidth_fraction = r.bytes_per_token * r.tg.mean / (r.bandwidth_gb_s * 1e9);
+    if (r.bandwidth_gb_s > 0)
+      r.bandwidth_fraction = r.bytes_per_token * r.tg.mean / (r.bandwidth_gb_s * 1e9);
   }
   return r;
 }

@@ -121,39 +121,33 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
   int32_t pos = int32_t(g.prompt_ids.size());
   t0 = Clock::now();
   g.stop_reason = "length";
-  std::unique_ptr<GrammarMatcher> gm;
-  std::vector<std::string> pieces;  // each token's bytes, for the grammar
+  std::unique_ptr<TokenGrammar> gm;
   if (opts.grammar) {
-    gm = std::make_unique<GrammarMatcher>(opts.grammar);
-    pieces.resize(size_t(ctx_->n_vocab()));
-    for (TokenId id = 0; id < ctx_->n_vocab(); ++id) pieces[size_t(id)] = tok_->token_to_piece(id);
+    if (!grammar_vocab_) grammar_vocab_ = GrammarVocab::of(*tok_, false);
+    gm = std::make_unique<TokenGrammar>(opts.grammar, grammar_vocab_);
   }
+  const bool greedy = opts.sampling.temperature <= 0.f;
   for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
     std::copy(ctx_->logits(0), ctx_->logits(0) + ctx_->n_vocab(), logits.begin());
     for (TokenId id : banned) logits[size_t(id)] = -INFINITY;
-    if (gm) {
-      bool any = false;
-      for (TokenId id = 0; id < ctx_->n_vocab(); ++id) {
-        float& l = logits[size_t(id)];
-        if (l == -INFINITY) continue;
-        const bool ok = tok_->is_eog(id) ? gm->complete()
-                                         : !pieces[size_t(id)].empty() && gm->can_accept(pieces[size_t(id)]);
-        if (!ok) l = -INFINITY;
-        any |= ok;
-      }
-      if (!any) {
+    TokenId tok = -1;
+    // As the scheduler does: greedy checks the model's choice first, sampling masks first.
+    if (gm && greedy) tok = sampler.sample(logits.data(), ctx_->n_vocab());
+    if (gm && (!greedy || !gm->allows(tok))) {
+      if (!gm->mask(logits.data(), ctx_->n_vocab())) {
         g.stop_reason = "grammar";
         break;
       }
+      tok = -1;
     }
-    const TokenId tok = sampler.sample(logits.data(), ctx_->n_vocab());
+    if (tok < 0) tok = sampler.sample(logits.data(), ctx_->n_vocab());
     sampler.accept(tok);
     g.tokens.push_back(tok);
     if (tok_->is_eog(tok)) {
       g.stop_reason = "eos";
       break;
     }
-    if (gm) gm->accept(pieces[size_t(tok)]);
+    if (gm) gm->accept(tok);
     const std::string piece = dec.push(tok);
     g.text += piece;
     if (on_text && !piece.empty() && !on_text(piece)) {

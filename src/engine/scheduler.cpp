@@ -31,9 +31,10 @@ struct Scheduler::Seq {
   size_t max_stop = 0;
   Clock::time_point t_submit, t_admit, t_first;
   bool done = false;
+  std::unique_ptr<TokenGrammar> grammar;
 
   Seq(GenRequest r, GenSink s, const Tokenizer& tok)
-      : req(std::move(r)), sink(std::move(s)), sampler(req.sampling), dec(tok) {
+      : req(std::move(r)), sink(std::move(s)), sampler(req.sampling), dec(tok, req.render_special) {
     for (const auto& st : req.stop) max_stop = std::max(max_stop, st.size());
   }
   bool prefilling() const { return prompt_done < req.prompt.size(); }
@@ -115,6 +116,8 @@ uint64_t Scheduler::submit(GenRequest req, GenSink sink) {
   if (!(req.timeout_s >= 0)) throw Error("the timeout must not be negative");
   req.sampling.validate();
   auto s = std::make_shared<Seq>(std::move(req), std::move(sink), tok_);
+  if (s->req.grammar)
+    s->grammar = std::make_unique<TokenGrammar>(s->req.grammar, grammar_vocab(s->req.render_special));
   s->t_submit = Clock::now();
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -321,6 +324,13 @@ void Scheduler::update_stats() {
   stats_.kv_cached_blocks = int64_t(prefix_->size());
 }
 
+std::shared_ptr<const GrammarVocab> Scheduler::grammar_vocab(bool render_special) {
+  std::lock_guard<std::mutex> lk(vocab_mu_);
+  auto& v = grammar_vocab_[render_special ? 1 : 0];
+  if (!v) v = GrammarVocab::of(tok_, render_special);
+  return v;
+}
+
 void Scheduler::on_token(Seq& s, const float* raw) {
   if (s.done) return;
   const int64_t nv = ctx_->n_vocab();
@@ -329,7 +339,29 @@ void Scheduler::on_token(Seq& s, const float* raw) {
   logits.assign(raw, raw + nv);
   if (s.req.ignore_eos)
     for (TokenId id : eog_) logits[size_t(id)] = -INFINITY;
-  const TokenId tok = s.sampler.sample(logits.data(), nv);
+  TokenId tok;
+  if (!s.grammar) {
+    tok = s.sampler.sample(logits.data(), nv);
+  } else {
+    // Greedy: the model's own choice is usually allowed, and then it is the masked argmax too
+    // (one token checked instead of the whole vocabulary). Sampling masks first, so that the
+    // chain (top-k, top-p, ...) works over the allowed tokens only.
+    const bool greedy = s.req.sampling.temperature <= 0.f;
+    tok = greedy ? s.sampler.sample(logits.data(), nv) : -1;
+    if (!greedy || !s.grammar->allows(tok)) {
+      if (!s.grammar->mask(logits.data(), nv)) {  // nothing can continue the output
+        s.held += s.dec.flush();
+        GenEvent ev;
+        ev.text = std::move(s.held);
+        s.held.clear();
+        s.sink(ev);
+        finish(s, "stop");
+        return;
+      }
+      tok = s.sampler.sample(logits.data(), nv);
+    }
+    s.grammar->accept(tok);
+  }
   s.sampler.accept(tok);
   if (s.generated.empty()) s.t_first = Clock::now();
   s.generated.push_back(tok);
@@ -338,7 +370,7 @@ void Scheduler::on_token(Seq& s, const float* raw) {
   GenEvent ev;
   GenToken gt;
   gt.id = tok;
-  gt.piece = tok_.token_to_piece(tok);
+  gt.piece = tok_.token_to_piece(tok, s.req.render_special);
   if (s.req.top_logprobs >= 0) {
     std::vector<float>& lsm = lsm_scratch_;
     log_softmax(raw, nv, lsm);
@@ -367,7 +399,7 @@ void Scheduler::on_token(Seq& s, const float* raw) {
   if (cut != std::string::npos) {
     s.held.resize(cut);
     reason = "stop";
-  } else if (eog) {
+  } else if (eog || (s.grammar && s.grammar->dead())) {
     reason = "stop";
   } else if (s.req.max_tokens >= 0 && int64_t(s.generated.size()) >= s.req.max_tokens) {
     reason = "length";

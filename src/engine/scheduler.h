@@ -27,6 +27,7 @@
 #include "engine/prefix_cache.h"
 #include "model/context.h"
 #include "sample/sampler.h"
+#include "sample/token_grammar.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tf {
@@ -58,6 +59,13 @@ struct GenRequest {
   // Wall-clock limit from submission (queue time included); 0 = none. Past it the request
   // ends with finish_reason "timeout", keeping what it generated.
   double timeout_s = 0;
+  // Constrained decoding: only tokens that keep the output inside this grammar are sampled;
+  // the request ends ("stop") when the sentence is whole and nothing may follow, or when no
+  // token can continue it.
+  std::shared_ptr<const Grammar> grammar;
+  // Control tokens appear in the text with their spelling (tool-call markers that are control
+  // tokens, for the chat layer's parser); the grammar sees the same text.
+  bool render_special = false;
 };
 
 struct TokenLogprob {
@@ -139,6 +147,8 @@ class Scheduler {
   void finish(Seq& s, const std::string& reason, const std::string& error = "");
   void on_token(Seq& s, const float* logits);  // samples the next token from the logits
   int64_t worst_blocks(const GenRequest& r) const;  // KV blocks it may come to hold
+  // The vocabulary as grammars see it, built on first use (by the submitting thread).
+  std::shared_ptr<const GrammarVocab> grammar_vocab(bool render_special);
   void update_stats();  // the gauges; with mu_ held
 
   const Model& model_;
@@ -159,6 +169,8 @@ class Scheduler {
   uint64_t next_id_ = 1;
   SchedulerStats stats_;
   std::vector<TokenId> eog_;  // end-of-generation ids (masked with ignore_eos)
+  std::mutex vocab_mu_;
+  std::shared_ptr<const GrammarVocab> grammar_vocab_[2];  // [render_special]
   std::thread thread_;
 };
 

@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 
+#include "sample/token_trie.h"
 #include "tokenizer/unicode.h"
 #include "util/error.h"
 
@@ -108,7 +109,8 @@ class GrammarParser {
       skip(true);
     }
     for (size_t r = 0; r < g_->rules_.size(); ++r)
-      if (!defined_[r]) fail("rule '" + g_->rules_[r].name + "' is used but not defined", used_at_[r]);
+      if (!defined_[r])
+        fail("rule '" + g_->rules_[r].name + "' is used but not defined", used_at_[r]);
     const auto it = ids_.find(std::string(root));
     if (it == ids_.end()) throw Error("grammar: no rule '" + std::string(root) + "' to start from");
     g_->root_ = it->second;
@@ -128,7 +130,8 @@ class GrammarParser {
         ++col;
       }
     }
-    throw Error("grammar line " + std::to_string(line) + ", column " + std::to_string(col) + ": " + what);
+    throw Error("grammar line " + std::to_string(line) + ", column " + std::to_string(col) + ": " +
+                what);
   }
 
   // Spaces, tabs and comments; newlines too when `newlines`.
@@ -200,7 +203,10 @@ class GrammarParser {
       for (int k = 0; k < digits; ++k) {
         if (i_ >= s_.size()) fail("unfinished escape");
         const char h = s_[i_++];
-        const int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+        const int d = h >= '0' && h <= '9'   ? h - '0'
+                      : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                      : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                             : -1;
         if (d < 0) fail("bad hexadecimal digit in an escape");
         v = v * 16 + uint32_t(d);
       }
@@ -208,20 +214,34 @@ class GrammarParser {
       return v;
     };
     switch (c) {
-      case 'n': return '\n';
-      case 't': return '\t';
-      case 'r': return '\r';
-      case '\\': return '\\';
-      case '"': return '"';
-      case '\'': return '\'';
-      case '[': return '[';
-      case ']': return ']';
-      case '-': return '-';
-      case '^': return '^';
-      case 'x': return hex(2);
-      case 'u': return hex(4);
-      case 'U': return hex(8);
-      default: fail(std::string("unknown escape '\\") + c + "'");
+      case 'n':
+        return '\n';
+      case 't':
+        return '\t';
+      case 'r':
+        return '\r';
+      case '\\':
+        return '\\';
+      case '"':
+        return '"';
+      case '\'':
+        return '\'';
+      case '[':
+        return '[';
+      case ']':
+        return ']';
+      case '-':
+        return '-';
+      case '^':
+        return '^';
+      case 'x':
+        return hex(2);
+      case 'u':
+        return hex(4);
+      case 'U':
+        return hex(8);
+      default:
+        fail(std::string("unknown escape '\\") + c + "'");
     }
   }
 
@@ -418,7 +438,8 @@ class GrammarParser {
         for (const auto& a : rules[r].alts) {
           bool all = true;
           for (const auto& e : a)
-            if (e.kind == Grammar::Elem::kChars || (e.kind == Grammar::Elem::kRule && !nullable[size_t(e.rule)])) {
+            if (e.kind == Grammar::Elem::kChars ||
+                (e.kind == Grammar::Elem::kRule && !nullable[size_t(e.rule)])) {
               all = false;
               break;
             }
@@ -462,12 +483,18 @@ std::shared_ptr<const Grammar> Grammar::parse(std::string_view text, std::string
 
 // ---- Matching ----
 
+namespace {
+constexpr size_t kMaxSets = 50000;                 // interned stack sets before the caches restart
+constexpr size_t kMaxTransitions = 1 << 20;        // cached (set, character) transitions
+constexpr size_t kMaxMaskBytes = size_t(8) << 20;  // cached token masks, per matcher
+}  // namespace
+
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> g) : g_(std::move(g)) {
   const int32_t root = g_->root();
+  std::vector<Stack> start;
   for (size_t a = 0; a < g_->rules()[size_t(root)].alts.size(); ++a)
-    expand({Pos{root, int32_t(a), 0}}, stacks_, 0);
-  std::sort(stacks_.begin(), stacks_.end());
-  stacks_.erase(std::unique(stacks_.begin(), stacks_.end()), stacks_.end());
+    expand({Pos{root, int32_t(a), 0}}, start, 0);
+  cur_.set = intern(std::move(start));
 }
 
 const Grammar::Elem& GrammarMatcher::at(const Pos& p) const {
@@ -513,51 +540,140 @@ std::vector<GrammarMatcher::Stack> GrammarMatcher::advance(const std::vector<Sta
     ++t.back().elem;
     expand(std::move(t), out, 0);
   }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
-bool GrammarMatcher::step(State& st, std::string_view bytes, bool allow_partial) const {
-  std::string buf = st.pending;
-  buf.append(bytes);
-  size_t i = 0;
-  while (i < buf.size()) {
-    size_t k = i;
-    const int64_t c = decode_utf8(buf, k);
-    if (c == -2) break;
-    if (c < 0) return false;
-    st.stacks = advance(st.stacks, uint32_t(c));
-    if (st.stacks.empty()) return false;
-    i = k;
+int32_t GrammarMatcher::intern(std::vector<Stack>&& stacks) {
+  std::sort(stacks.begin(), stacks.end());
+  stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
+  auto [it, fresh] = ids_.try_emplace(std::move(stacks), int32_t(sets_.size()));
+  if (fresh) sets_.push_back(it->first);
+  return it->second;
+}
+
+int32_t GrammarMatcher::next(int32_t set, uint32_t c) {
+  const uint64_t key = uint64_t(uint32_t(set)) << 21 | c;
+  if (auto it = next_.find(key); it != next_.end()) return it->second;
+  std::vector<Stack> out = advance(sets_[size_t(set)], c);
+  const int32_t to = out.empty() ? -1 : intern(std::move(out));
+  next_.emplace(key, to);
+  return to;
+}
+
+bool GrammarMatcher::step_byte(Cursor& cur, uint8_t b) {
+  if (cur.n == 0 && b < 0x80) {
+    cur.set = next(cur.set, b);
+    return cur.set >= 0;
   }
-  st.pending = buf.substr(i);
-  if (st.pending.empty()) return true;
-  uint32_t lo, hi;
-  if (!allow_partial || !partial_range(st.pending, lo, hi)) return false;
-  for (const Stack& s : st.stacks)
-    if (!s.empty() && at(s.back()).matches_any(lo, hi)) return true;
-  return false;
+  if (cur.n >= 4) return false;
+  cur.pending[cur.n++] = char(b);
+  const std::string_view p(cur.pending, cur.n);
+  const int len = unicode::utf8_check(p);
+  if (len < 0) return false;
+  if (len == 0) {  // incomplete: some completion must fit a class on top of some stack
+    uint32_t lo, hi;
+    if (!partial_range(p, lo, hi)) return false;
+    for (const Stack& s : sets_[size_t(cur.set)])
+      if (!s.empty() && at(s.back()).matches_any(lo, hi)) return true;
+    return false;
+  }
+  size_t i = 0;
+  const int64_t c = decode_utf8(p, i);
+  cur.n = 0;
+  if (c < 0) return false;
+  cur.set = next(cur.set, uint32_t(c));
+  return cur.set >= 0;
+}
+
+void GrammarMatcher::trim_caches() {
+  if (sets_.size() <= kMaxSets && next_.size() <= kMaxTransitions) return;
+  // Start over from the current set alone (ids change, so the masks go too).
+  std::vector<Stack> keep = sets_[size_t(cur_.set)];
+  sets_.clear();
+  ids_.clear();
+  next_.clear();
+  masks_.clear();
+  mask_bytes_ = 0;
+  cur_.set = intern(std::move(keep));
 }
 
 bool GrammarMatcher::accept(std::string_view bytes) {
-  State st{stacks_, pending_};
-  if (!step(st, bytes, true)) return false;
-  stacks_ = std::move(st.stacks);
-  pending_ = std::move(st.pending);
+  trim_caches();
+  Cursor c = cur_;
+  for (char b : bytes)
+    if (!step_byte(c, uint8_t(b))) return false;
+  cur_ = c;
   return true;
 }
 
-bool GrammarMatcher::can_accept(std::string_view bytes) const {
-  State st{stacks_, pending_};
-  return step(st, bytes, true);
+bool GrammarMatcher::can_accept(std::string_view bytes) {
+  trim_caches();
+  Cursor c = cur_;
+  for (char b : bytes)
+    if (!step_byte(c, uint8_t(b))) return false;
+  return true;
 }
 
 bool GrammarMatcher::complete() const {
-  if (!pending_.empty()) return false;
-  for (const Stack& s : stacks_)
+  if (cur_.n != 0) return false;
+  for (const Stack& s : sets_[size_t(cur_.set)])
     if (s.empty()) return true;
   return false;
+}
+
+bool GrammarMatcher::dead() const {
+  if (cur_.n != 0) return false;
+  for (const Stack& s : sets_[size_t(cur_.set)])
+    if (!s.empty()) return false;
+  return true;
+}
+
+std::string GrammarMatcher::mask_key(const Cursor& c) const {
+  std::string k(reinterpret_cast<const char*>(&c.set), sizeof c.set);
+  k.append(c.pending, c.n);
+  return k;
+}
+
+void GrammarMatcher::allowed_tokens(const TokenTrie& trie, std::vector<uint64_t>& allowed) {
+  trim_caches();
+  const size_t words = (trie.n_vocab() + 63) / 64;
+  if (mask_trie_ != &trie) {
+    masks_.clear();
+    mask_bytes_ = 0;
+    mask_trie_ = &trie;
+  }
+  const std::string key = mask_key(cur_);
+  if (auto it = masks_.find(key); it != masks_.end()) {
+    allowed = it->second;
+    return;
+  }
+  allowed.assign(words, 0);
+  const auto& nodes = trie.nodes();
+  const auto& toks = trie.tokens();
+  // Depth first over the trie, carrying the cursor each prefix leads to; a prefix the grammar
+  // refuses skips its whole subtree.
+  struct Frame {
+    uint32_t node;
+    Cursor cur;
+  };
+  std::vector<Frame> work;
+  for (uint32_t ch = nodes[0].child_begin; ch < nodes[0].child_end; ++ch)
+    work.push_back({ch, cur_});
+  while (!work.empty()) {
+    Frame f = work.back();
+    work.pop_back();
+    const TokenTrie::Node& n = nodes[f.node];
+    if (!step_byte(f.cur, n.byte)) continue;
+    for (uint32_t t = n.tok_begin; t < n.tok_end; ++t)
+      allowed[size_t(toks[t]) / 64] |= uint64_t(1) << (toks[t] % 64);
+    for (uint32_t ch = n.child_begin; ch < n.child_end; ++ch) work.push_back({ch, f.cur});
+  }
+  if (mask_bytes_ + words * 8 > kMaxMaskBytes) {
+    masks_.clear();
+    mask_bytes_ = 0;
+  }
+  masks_.emplace(key, allowed);
+  mask_bytes_ += words * 8;
 }
 
 }  // namespace tf

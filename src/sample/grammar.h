@@ -13,9 +13,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace tf {
@@ -40,7 +42,8 @@ class Grammar {
 
   // Parses GBNF text; `root` names the start rule. Throws tf::Error ("grammar line L, column
   // C: ...") on a syntax error, an undefined rule, left recursion, or a grammar over the limits.
-  static std::shared_ptr<const Grammar> parse(std::string_view text, std::string_view root = "root");
+  static std::shared_ptr<const Grammar> parse(std::string_view text,
+                                              std::string_view root = "root");
 
   const std::vector<Rule>& rules() const { return rules_; }
   int32_t root() const { return root_; }
@@ -51,6 +54,14 @@ class Grammar {
   friend class GrammarParser;
 };
 
+class TokenTrie;
+
+// Follows one output through a grammar. The state is an interned set of parse stacks (plus
+// the bytes of an incomplete UTF-8 character); transitions between sets are cached as they are
+// discovered, so a grammar is lazily turned into a DFA over the characters the output uses,
+// and a step costs a hash lookup once a state has been seen. Masks of allowed tokens are
+// cached per state too: JSON's wide-open states (inside a string, between values) recur at
+// almost every token. One matcher serves one output, on one thread.
 class GrammarMatcher {
  public:
   explicit GrammarMatcher(std::shared_ptr<const Grammar> g);
@@ -60,15 +71,14 @@ class GrammarMatcher {
   bool accept(std::string_view bytes);
   // Whether accept(bytes) would succeed (a trailing incomplete character counts when some
   // completion of it could match).
-  bool can_accept(std::string_view bytes) const;
+  bool can_accept(std::string_view bytes);
   // The text so far is a whole sentence of the grammar (end of generation may come now).
   bool complete() const;
   // Nothing more can follow (a complete sentence of a finite grammar): only end of generation.
-  bool dead() const {
-    for (const Stack& s : stacks_)
-      if (!s.empty()) return false;
-    return pending_.empty();
-  }
+  bool dead() const;
+  // Sets bit t (allowed[t / 64] >> t % 64) for every token t of the trie whose text can
+  // follow, clearing the others; allowed is resized to the trie's vocabulary.
+  void allowed_tokens(const TokenTrie& trie, std::vector<uint64_t>& allowed);
 
   // A position: element `elem` of alternative `alt` of rule `rule`.
   struct Pos {
@@ -81,18 +91,29 @@ class GrammarMatcher {
   using Stack = std::vector<Pos>;  // top = back, always at a character class (or empty: done)
 
  private:
-  struct State {
-    std::vector<Stack> stacks;
-    std::string pending;  // bytes of an incomplete UTF-8 character
+  // Where the output is: a stack set, and the first bytes of a character still incomplete.
+  struct Cursor {
+    int32_t set = -1;
+    uint8_t n = 0;
+    char pending[4] = {};
   };
-  bool step(State& st, std::string_view bytes, bool allow_partial) const;
+  bool step_byte(Cursor& c, uint8_t b);   // false (c unspecified) when b cannot come next
+  int32_t next(int32_t set, uint32_t c);  // the set after character c; -1: none
+  int32_t intern(std::vector<Stack>&& stacks);
+  void trim_caches();  // bounds the caches' memory, between steps
   std::vector<Stack> advance(const std::vector<Stack>& stacks, uint32_t c) const;
   void expand(Stack s, std::vector<Stack>& out, int depth) const;
   const Grammar::Elem& at(const Pos& p) const;
+  std::string mask_key(const Cursor& c) const;
 
   std::shared_ptr<const Grammar> g_;
-  std::vector<Stack> stacks_;
-  std::string pending_;
+  Cursor cur_;
+  std::vector<std::vector<Stack>> sets_;        // interned stack sets, by id
+  std::map<std::vector<Stack>, int32_t> ids_;   // ... and their ids
+  std::unordered_map<uint64_t, int32_t> next_;  // (set << 21 | character) -> set or -1
+  std::unordered_map<std::string, std::vector<uint64_t>> masks_;  // per cursor, for one trie
+  const TokenTrie* mask_trie_ = nullptr;
+  size_t mask_bytes_ = 0;
 };
 
 }  // namespace tf
