@@ -18,17 +18,26 @@ struct BenchArgs {
   BenchParams p;
   bool json = false, mmap = false;
   std::string kv_type = "f16";
+  ConstraintArgs constraint;
 };
 
 int bench(BenchArgs& a) {
   auto model = Model::load(a.model, a.mmap);
   a.p.kv_type = parse_kv_type(a.kv_type);
+  a.p.grammar = a.constraint.load();
+  if (a.p.grammar) {
+    auto tok = Tokenizer::from_gguf(model->file());
+    a.p.grammar_vocab = GrammarVocab::of(*tok, false);
+  }
   const BenchResult r = run_bench(*model, a.p);
   if (a.json) {
     nlohmann::json j;
     j["model"] = a.model;
     j["pp"] = {{"n", a.p.n_prompt}, {"tokens_per_s", r.pp.mean}, {"sd", r.pp.sd}};
     j["tg"] = {{"n", a.p.n_gen}, {"depth", a.p.n_depth}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
+    if (a.p.grammar)
+      j["tg_grammar"] = {{"tokens_per_s", r.tg_grammar.mean}, {"sd", r.tg_grammar.sd},
+                         {"overhead", 1 - r.tg_grammar.mean / r.tg.mean}, {"masked_steps", r.grammar_masks}};
     j["threads"] = r.threads;
     j["bytes_per_token"] = r.bytes_per_token;
     j["bandwidth_gb_s"] = r.bandwidth_gb_s;
@@ -47,6 +56,10 @@ int bench(BenchArgs& a) {
     std::printf("tg%-5lld %10.2f ± %.2f tokens/s", (long long)a.p.n_gen, r.tg.mean, r.tg.sd);
     if (a.p.n_depth > 0) std::printf(" after %lld cached positions", (long long)a.p.n_depth);
     std::printf("\n");
+    if (a.p.grammar)
+      std::printf("tg%-5lld %10.2f ± %.2f tokens/s with the grammar: %.1f%% slower (%.0f%% of steps masked)\n",
+                  (long long)a.p.n_gen, r.tg_grammar.mean, r.tg_grammar.sd,
+                  100 * (1 - r.tg_grammar.mean / r.tg.mean), 100 * r.grammar_masks);
     if (r.bandwidth_gb_s > 0)
       std::printf("generation reads %.2f GB/s = %.1f%% of the measured %.2f GB/s (ceiling %.1f tokens/s)\n",
                   r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
@@ -96,6 +109,7 @@ Runner add_bench(CLI::App& app) {
   c->add_option("-r,--reps", a->p.reps, "repetitions")->check(CLI::Range(1, 1000));
   c->add_flag("--json", a->json, "print one JSON object");
   add_kv_type_option(c, a->kv_type);
+  add_constraint_options(c, a->constraint, "also generate constrained by it (interleaved): its overhead");
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   return [a] { return bench(*a); };
 }

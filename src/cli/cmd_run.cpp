@@ -14,7 +14,7 @@ namespace tf::cli {
 namespace {
 struct RunArgs {
   std::string model, prompt;
-  std::string grammar_file;
+  ConstraintArgs constraint;
   int n_predict = 128;
   SamplingArgs sampling;
   int threads = 0;
@@ -34,13 +34,7 @@ int run(const RunArgs& a) {
   go.n_predict = a.n_predict;
   go.ignore_eos = a.ignore_eos;
   go.sampling = a.sampling.params();
-  if (!a.grammar_file.empty()) {
-    std::ifstream f(a.grammar_file, std::ios::binary);
-    if (!f) throw Error("cannot read the grammar file " + a.grammar_file);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    go.grammar = Grammar::parse(ss.str());
-  }
+  go.grammar = a.constraint.load();
 
   std::function<bool(const std::string&)> stream;
   if (!a.json) {
@@ -81,7 +75,7 @@ Runner add_run(CLI::App& app) {
   CLI::App* c = app.add_subcommand("run", "generate text from a prompt");
   c->add_option("-m,--model", a->model, "GGUF model file")->required();
   c->add_option("-p,--prompt", a->prompt, "prompt text (special tokens are parsed)");
-  c->add_option("--grammar", a->grammar_file, "GBNF grammar file: the output follows it");
+  add_constraint_options(c, a->constraint, "the output follows it");
   c->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1: until EOS / full)")
       ->check(CLI::Range(-1, 1 << 30));
   add_sampling_options(c, a->sampling);

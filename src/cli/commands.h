@@ -5,8 +5,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "sample/grammar.h"
 #include "sample/sampler.h"
 
 namespace tf::cli {
@@ -70,5 +72,13 @@ inline void add_sampling_options(CLI::App* c, SamplingArgs& a) {
   c->add_option("--seed", a.seed, "random seed (-1 = random)")
       ->check(CLI::Range(int64_t(-1), int64_t(0xFFFFFFFE)));
 }
+
+// --grammar FILE / --json-schema FILE, shared by run and bench.
+struct ConstraintArgs {
+  std::string grammar_file, schema_file;
+  // The grammar they give (null for neither); throws tf::Error naming the file on a bad one.
+  std::shared_ptr<const Grammar> load() const;
+};
+void add_constraint_options(CLI::App* c, ConstraintArgs& a, const std::string& what);
 
 }  // namespace tf::cli

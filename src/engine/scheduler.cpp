@@ -32,6 +32,7 @@ struct Scheduler::Seq {
   Clock::time_point t_submit, t_admit, t_first;
   bool done = false;
   std::unique_ptr<TokenGrammar> grammar;
+  std::string stop_string;  // the stop string that ended it
 
   Seq(GenRequest r, GenSink s, const Tokenizer& tok)
       : req(std::move(r)), sink(std::move(s)), sampler(req.sampling), dec(tok, req.render_special) {
@@ -393,7 +394,10 @@ void Scheduler::on_token(Seq& s, const float* raw) {
   for (const auto& st : s.req.stop) {
     if (st.empty()) continue;
     const size_t at = s.held.find(st);
-    if (at != std::string::npos && at < cut) cut = at;
+    if (at != std::string::npos && at < cut) {
+      cut = at;
+      s.stop_string = st;
+    }
   }
   const int64_t total = int64_t(s.req.prompt.size() + s.generated.size());
   if (cut != std::string::npos) {
@@ -437,6 +441,7 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
   ev.done = true;
   ev.finish_reason = reason;
   ev.error = error;
+  ev.stop_string = s.stop_string;
   GenUsage& u = ev.usage;
   u.prompt_tokens = int64_t(s.req.prompt.size());
   u.cached_tokens = s.cached;

@@ -94,6 +94,7 @@ struct GenEvent {
   bool done = false;
   std::string finish_reason;  // when done: "stop", "length", "cancelled", "timeout", "error"
   std::string error;          // when finish_reason == "error"
+  std::string stop_string;    // when a stop string ended it: which one
   GenUsage usage;             // when done
 };
 using GenSink = std::function<void(const GenEvent&)>;

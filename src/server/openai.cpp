@@ -1,9 +1,11 @@
 #include "server/openai.h"
 
+#include <cctype>
 #include <cmath>
 #include <random>
 #include <sstream>
 
+#include "sample/json_schema.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -75,6 +77,54 @@ bool boolean(const Json& body, const char* name, bool def) {
   return f->get<bool>();
 }
 
+// Structured output: `grammar` (GBNF text, as llama.cpp's server takes it), `json_schema` (a
+// bare schema, ditto) or OpenAI's `response_format` (json_schema / json_object / text). The
+// grammar is compiled here, so that a bad one is a 400 naming its field before anything runs.
+void constraint(const Json& b, GenRequest& g) {
+  const Json* gr = field(b, "grammar");
+  const Json* js = field(b, "json_schema");
+  const Json* rf = field(b, "response_format");
+  if (int(gr != nullptr) + int(js != nullptr) + int(rf != nullptr) > 1)
+    bad(gr ? "grammar" : "json_schema", "give only one of 'grammar', 'json_schema' and 'response_format'");
+  std::string text, param;
+  try {
+    if (gr) {
+      param = "grammar";
+      if (!gr->is_string()) bad(param, "'grammar' must be a string (GBNF)");
+      text = gr->get<std::string>();
+    } else if (js) {
+      param = "json_schema";
+      text = json_schema_to_gbnf(*js);
+    } else if (rf) {
+      param = "response_format";
+      if (!rf->is_object()) bad(param, "'response_format' must be an object");
+      const Json* type = field(*rf, "type");
+      if (!type || !type->is_string())
+        bad(param, "'response_format.type' must be one of 'text', 'json_object', 'json_schema'");
+      const std::string t = type->get<std::string>();
+      if (t == "text") return;
+      if (t == "json_object") {
+        // A schema may come along (llama.cpp's server takes one here too).
+        const Json* sc = field(*rf, "schema");
+        text = json_schema_to_gbnf(sc ? *sc : Json{{"type", "object"}});
+      } else if (t == "json_schema") {
+        const Json* spec = field(*rf, "json_schema");
+        if (!spec || !spec->is_object()) bad(param, "'response_format.json_schema' must be an object");
+        const Json* sc = field(*spec, "schema");
+        // No schema: any JSON object, as OpenAI's json_object mode.
+        text = json_schema_to_gbnf(sc ? *sc : Json{{"type", "object"}});
+      } else {
+        bad(param, "'response_format.type' must be one of 'text', 'json_object', 'json_schema'");
+      }
+    } else {
+      return;
+    }
+    g.grammar = Grammar::parse(text);
+  } catch (const Error& e) {
+    bad(param, e.what());
+  }
+}
+
 // Fields shared by both endpoints: sampling, limits, stop strings, n, stream.
 void common(const Json& b, ApiRequest& r, GenRequest& g, int64_t n_ctx) {
   if (const Json* m = field(b, "model")) {
@@ -118,6 +168,7 @@ void common(const Json& b, ApiRequest& r, GenRequest& g, int64_t n_ctx) {
     if (!so->is_object()) bad("stream_options", "'stream_options' must be an object");
     r.include_usage = boolean(*so, "include_usage", false);
   }
+  constraint(b, g);
   (void)n_ctx;
 }
 
@@ -148,8 +199,74 @@ void fan_out(ApiRequest& r, const GenRequest& g, int prompt_index) {
 
 }  // namespace
 
-ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl, const Tokenizer& tok,
-                      int64_t n_ctx) {
+namespace {
+
+// OpenAI function tools: [{type: "function", function: {name, description?, parameters?}}].
+void check_tools(const Json& tools) {
+  if (!tools.is_array()) bad("tools", "'tools' must be an array");
+  if (tools.size() > 256) bad("tools", "at most 256 tools per request");
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const std::string p = "tools[" + std::to_string(i) + "]";
+    const Json& t = tools[i];
+    if (!t.is_object()) bad(p, "'" + p + "' must be an object");
+    const Json* type = field(t, "type");
+    if (!type || *type != "function") bad(p + ".type", "only tools of type 'function' are supported");
+    const Json* fn = field(t, "function");
+    if (!fn || !fn->is_object()) bad(p + ".function", "'" + p + ".function' must be an object");
+    const Json* name = field(*fn, "name");
+    if (!name || !name->is_string() || name->get<std::string>().empty())
+      bad(p + ".function.name", "'" + p + ".function.name' must be a non-empty string");
+    const Json* params = field(*fn, "parameters");
+    if (params && !params->is_object())
+      bad(p + ".function.parameters", "'" + p + ".function.parameters' must be a JSON Schema object");
+  }
+}
+
+// tool_choice: "auto" | "none" | "required" | {type: "function", function: {name}}. Returns
+// the mode and sets `named` for the last form.
+std::string tool_choice(const Json& b, const Json* tools, std::string& named) {
+  const Json* tc = field(b, "tool_choice");
+  if (!tc) return "auto";
+  std::string mode;
+  if (tc->is_string()) {
+    mode = tc->get<std::string>();
+    if (mode != "auto" && mode != "none" && mode != "required")
+      bad("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or a function");
+  } else if (tc->is_object()) {
+    const Json* fn = field(*tc, "function");
+    const Json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
+    if (!name || !name->is_string())
+      bad("tool_choice", "'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    named = name->get<std::string>();
+    mode = "function";
+    bool found = false;
+    if (tools)
+      for (const auto& t : *tools) found |= t["function"]["name"] == named;
+    if (!found) bad("tool_choice", "'tool_choice' names the function '" + named + "', which is not in 'tools'");
+  } else {
+    bad("tool_choice", "'tool_choice' must be a string or an object");
+  }
+  if ((mode == "required" || mode == "function") && (!tools || tools->empty()))
+    bad("tool_choice", "'tool_choice' " + mode + " needs 'tools'");
+  return mode;
+}
+
+// The system message for models whose template knows no tools: prepended to the first system
+// message, or a new one.
+Json with_system_text(Json messages, const std::string& text) {
+  if (!messages.empty() && messages[0].is_object() && messages[0].value("role", "") == "system" &&
+      messages[0].contains("content") && messages[0]["content"].is_string()) {
+    messages[0]["content"] = text + "\n\n" + messages[0]["content"].get<std::string>();
+  } else {
+    messages.insert(messages.begin(), Json{{"role", "system"}, {"content", text}});
+  }
+  return messages;
+}
+
+}  // namespace
+
+ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl,
+                      const chat::OutputFormat& format, const Tokenizer& tok, int64_t n_ctx) {
   if (!b.is_object()) bad("", "the request body must be a JSON object");
   ApiRequest r;
   r.chat = true;
@@ -166,9 +283,25 @@ ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl, const Token
   if (msgs->empty()) bad("messages", "'messages' must not be empty");
   chat::ChatInputs in;
   in.messages = *msgs;
-  if (const Json* tools = field(b, "tools")) {
-    if (!tools->is_array()) bad("tools", "'tools' must be an array");
-    if (!tools->empty()) in.tools = *tools;
+  const Json* tools = field(b, "tools");
+  if (tools) check_tools(*tools);
+  std::string named;
+  const std::string choice = tool_choice(b, tools, named);
+  r.parallel_tool_calls = boolean(b, "parallel_tool_calls", true);
+  // tool_choice "none": the template still sees the tools (some require them, and the prompt
+  // stays the same for every choice, which the prefix cache likes), but nothing is parsed as a
+  // call.
+  const bool use_tools = tools && !tools->empty() && choice != "none";
+  if (tools && !tools->empty()) in.tools = *tools;
+  if (use_tools && format.tools == chat::ToolFormat::kGeneric)
+    in.messages = with_system_text(in.messages, chat::generic_tool_system_prompt(*tools));
+  std::string reasoning = "parsed";
+  if (const Json* rf = field(b, "reasoning_format")) {
+    if (!rf->is_string()) bad("reasoning_format", "'reasoning_format' must be 'parsed' or 'none'");
+    reasoning = rf->get<std::string>();
+    if (reasoning == "auto" || reasoning == "deepseek") reasoning = "parsed";  // llama.cpp's names
+    if (reasoning != "parsed" && reasoning != "none")
+      bad("reasoning_format", "'reasoning_format' must be 'parsed' or 'none'");
   }
   if (const Json* kw = field(b, "chat_template_kwargs")) {
     if (!kw->is_object()) bad("chat_template_kwargs", "'chat_template_kwargs' must be an object");
@@ -179,7 +312,47 @@ ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl, const Token
   try {
     prompt = tmpl.apply(in);
   } catch (const Error& e) {
-    bad("messages", std::string("the chat template failed on these messages: ") + e.what(), "template_error");
+    // OpenAI clients send content null next to tool calls; some templates only take strings
+    // (they test `'x' in content`): the same messages with "" there.
+    bool retried = false;
+    for (auto& m : in.messages)
+      if (m.is_object() && m.contains("content") && m["content"].is_null()) {
+        m["content"] = "";
+        retried = true;
+      }
+    try {
+      if (!retried) throw;
+      prompt = tmpl.apply(in);
+    } catch (const Error&) {
+      bad("messages", std::string("the chat template failed on these messages: ") + e.what(), "template_error");
+    }
+  }
+  r.format = chat::for_prompt(format, prompt);
+  {
+    // A prompt that ends with a closed (empty) think block has thinking off (Qwen3's
+    // enable_thinking false): no reasoning to read, and none for a tool grammar to allow.
+    std::string_view p = prompt;
+    while (!p.empty() && std::isspace(static_cast<unsigned char>(p.back()))) p.remove_suffix(1);
+    const std::string& close = r.format.think_close;
+    if (!close.empty() && p.size() >= close.size() && p.substr(p.size() - close.size()) == close) {
+      r.format.think_open.clear();
+      r.format.think_close.clear();
+      r.format.starts_in_reasoning = false;
+    }
+  }
+  r.parse_options.parse_tools = use_tools;
+  r.parse_options.parse_reasoning = reasoning == "parsed" && !r.format.think_open.empty();
+  r.parse = r.parse_options.parse_tools || r.parse_options.parse_reasoning;
+  // Markers may be control tokens: the parser (and a grammar) must see them.
+  g.render_special = r.parse;
+  if (use_tools && choice != "auto") {
+    if (g.grammar)
+      bad("tool_choice", "tool_choice '" + choice + "' cannot be combined with 'grammar' or 'response_format'");
+    try {
+      g.grammar = Grammar::parse(chat::tool_call_grammar(r.format, *tools, named, r.parallel_tool_calls));
+    } catch (const Error& e) {
+      bad("tools", std::string("cannot constrain the output to these tools: ") + e.what());
+    }
   }
   g.prompt = chat::tokenize_prompt(tok, prompt);
   check_fit(g, n_ctx);
@@ -311,7 +484,15 @@ Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string&
     const ChoiceResult& c = choices[i];
     Json ch = Json::object();
     ch["index"] = i;
-    if (r.chat) {
+    if (r.chat && r.parse) {
+      const chat::ParsedOutput& po = c.parsed;
+      Json m = {{"role", "assistant"}};
+      // OpenAI sends content null next to tool calls when there is no text.
+      m["content"] = po.content.empty() && !po.tool_calls.empty() ? Json() : Json(po.content);
+      if (!po.reasoning.empty()) m["reasoning_content"] = po.reasoning;
+      if (!po.tool_calls.empty()) m["tool_calls"] = tool_calls_json(po.tool_calls);
+      ch["message"] = std::move(m);
+    } else if (r.chat) {
       ch["message"] = {{"role", "assistant"}, {"content", c.text}};
     } else {
       ch["text"] = c.text;
@@ -327,8 +508,15 @@ Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string&
   return out;
 }
 
+Json tool_calls_json(const std::vector<chat::ToolCall>& calls) {
+  Json out = Json::array();
+  for (const auto& c : calls)
+    out.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  return out;
+}
+
 Json chunk_json(const ApiRequest& r, const Tokenizer& tok, const std::string& id, int64_t created,
-                int index, const std::string& text, const std::vector<GenToken>& toks,
+                int index, const chat::OutputDelta& d, const std::vector<GenToken>& toks,
                 const std::string& finish_reason, bool first, size_t text_offset) {
   Json out = Json::object();
   out["id"] = id;
@@ -341,10 +529,26 @@ Json chunk_json(const ApiRequest& r, const Tokenizer& tok, const std::string& id
   if (r.chat) {
     Json delta = Json::object();
     if (first) delta["role"] = "assistant";
-    if (first || !text.empty()) delta["content"] = text;
+    if (first || !d.content.empty()) delta["content"] = d.content;
+    if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+    if (!d.tool_calls.empty()) {
+      Json calls = Json::array();
+      for (const auto& c : d.tool_calls) {
+        Json e = {{"index", c.index}};
+        if (!c.id.empty()) {  // a call's first delta: its id, type and name
+          e["id"] = c.id;
+          e["type"] = "function";
+          e["function"] = {{"name", c.name}, {"arguments", c.arguments}};
+        } else {
+          e["function"] = {{"arguments", c.arguments}};
+        }
+        calls.push_back(std::move(e));
+      }
+      delta["tool_calls"] = std::move(calls);
+    }
     ch["delta"] = std::move(delta);
   } else {
-    ch["text"] = text;
+    ch["text"] = d.content;
   }
   ch["logprobs"] = r.logprobs && !toks.empty() ? logprobs_json(r, tok, toks, text_offset) : Json();
   ch["finish_reason"] = finish_reason.empty() ? Json() : Json(finish_reason);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "chat/chat_template.h"
+#include "chat/tool_calls.h"
 #include "engine/scheduler.h"
 
 namespace tf::server {
@@ -28,6 +29,12 @@ Json error_body(const ApiError& e);
 
 struct ApiRequest {
   bool chat = true;
+  // Chat: how to read the output (tool calls, reasoning), decided per request; `parse` false
+  // leaves the text as generated.
+  chat::OutputFormat format;
+  chat::ParseOptions parse_options;
+  bool parse = false;
+  bool parallel_tool_calls = true;  // false: calls after the first are dropped
   std::string model;
   bool stream = false, include_usage = false;
   int n = 1;
@@ -40,14 +47,17 @@ struct ApiRequest {
 
 // Validates a /v1/chat/completions body and renders its messages through the template.
 // Throws ApiError.
-ApiRequest parse_chat(const Json& body, const chat::ChatTemplate& tmpl, const Tokenizer& tok,
-                      int64_t n_ctx);
+// `format` is the template's (chat::detect_output_format).
+ApiRequest parse_chat(const Json& body, const chat::ChatTemplate& tmpl,
+                      const chat::OutputFormat& format, const Tokenizer& tok, int64_t n_ctx);
 // Validates a /v1/completions body. Throws ApiError.
 ApiRequest parse_completion(const Json& body, const Tokenizer& tok, int64_t n_ctx);
 
 // One choice's outcome.
 struct ChoiceResult {
   std::string text;
+  chat::ParsedOutput parsed;  // when the request parses its output
+  std::string stop_string;    // the stop string that ended it, if one did
   std::string finish_reason;
   std::vector<GenToken> tokens;
   GenUsage usage;
@@ -58,9 +68,12 @@ Json logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<
                    size_t text_offset);
 Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string& id,
                    int64_t created, const std::vector<ChoiceResult>& choices);
-// A streamed chunk for choice `index` (delta text, tokens, finish_reason when final).
+// A streamed chunk for choice `index` (delta text, reasoning and tool calls, tokens,
+// finish_reason when final).
 Json chunk_json(const ApiRequest& r, const Tokenizer& tok, const std::string& id, int64_t created,
-                int index, const std::string& text, const std::vector<GenToken>& toks,
+                int index, const chat::OutputDelta& delta, const std::vector<GenToken>& toks,
                 const std::string& finish_reason, bool first, size_t text_offset);
+// The OpenAI tool_calls array of a message.
+Json tool_calls_json(const std::vector<chat::ToolCall>& calls);
 
 }  // namespace tf::server

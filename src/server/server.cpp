@@ -12,8 +12,10 @@
 #include <thread>
 
 #include "chat/chat_template.h"
+#include "server/messages_api.h"
 #include "server/metrics.h"
 #include "server/openai.h"
+#include "server/responses_api.h"
 #include "tokenfab/tokenfab.h"
 #include "tools/progress.h"
 #include "util/error.h"
@@ -71,9 +73,17 @@ std::string random_id(const char* prefix) {
   return b;
 }
 
+// Which API a request came through: one engine path, four wire formats.
+enum class ApiKind { kChat, kCompletion, kResponses, kMessages };
+
 // One HTTP request's generations (n choices, or several completion prompts).
 struct Job {
+  ApiKind kind = ApiKind::kChat;
   ApiRequest api;
+  Json body;  // the request as sent (the Responses API echoes some of it)
+  std::vector<std::unique_ptr<chat::StreamingOutputParser>> parsers;  // per choice, when parsing
+  std::unique_ptr<ResponsesStream> responses;
+  std::unique_ptr<MessagesStream> messages;
   std::string id;
   int64_t created = 0;
   std::shared_ptr<Stream> stream;
@@ -165,6 +175,9 @@ class Server {
         tmpl = std::make_unique<chat::ChatTemplate>(
             chat::ChatTemplate::from_model(engine->model().file(), engine->tokenizer()));
       }
+      const chat::OutputFormat format = chat::detect_output_format(tmpl->source());
+      std::fprintf(stderr, "tokenfab: tool calls: %s%s\n", chat::tool_format_name(format.tools),
+                   format.think_open.empty() ? "" : (", reasoning: " + format.think_open).c_str());
       SchedulerParams sp;
       sp.n_parallel = o_.parallel;
       sp.n_ctx = o_.n_ctx;
@@ -177,6 +190,7 @@ class Server {
         std::lock_guard<std::mutex> lk(mu_);
         engine_ = std::move(engine);
         tmpl_ = std::move(tmpl);
+        format_ = format;
         sched_ = std::move(sched);
       }
       ready_ = true;
@@ -215,13 +229,18 @@ class Server {
       out = route(req, path, stream);
     } catch (const ApiError& e) {
       out = reply(error_response(e));
+      // Anthropic's clients read their own error shape (headers as for any error).
+      if (path.rfind("/v1/messages", 0) == 0) out.response.body = dump(anthropic_error(e.status, e.message));
     }
     if (out.mode == HttpReply::Now) metrics_.request_done(endpoint_label(endpoint), out.response.status);
     return out;
   }
 
   static std::string endpoint_label(const std::string& path) {
-    static const char* const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"};
+    static const char* const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/responses",
+                                        "/v1/messages",         "/v1/messages/count_tokens",
+                                        "/v1/models",           "/health",
+                                        "/metrics"};
     for (const char* k : known)
       if (path == k) return k;
     if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";
@@ -254,10 +273,14 @@ class Server {
     }
     const bool v1 = path.rfind("/v1/", 0) == 0;
     const bool known = path == "/v1/models" || path.rfind("/v1/models/", 0) == 0 ||
-                       path == "/v1/chat/completions" || path == "/v1/completions";
+                       path == "/v1/chat/completions" || path == "/v1/completions" ||
+                       path == "/v1/responses" || path == "/v1/messages" ||
+                       path == "/v1/messages/count_tokens";
     if (!known) throw api_error(404, "invalid_request_error", "unknown route " + path, "not_found");
     if (v1 && !o_.api_key.empty()) {
-      const std::string auth = req.header("authorization");
+      std::string auth = req.header("authorization");
+      // Anthropic clients send the key as x-api-key.
+      if (auth.empty() && !req.header("x-api-key").empty()) auth = "Bearer " + req.header("x-api-key");
       const std::string want = "Bearer " + o_.api_key;
       if (!same_secret(auth, want))
         throw api_error(401, "authentication_error",
@@ -289,20 +312,69 @@ class Server {
       throw api_error(400, "invalid_request_error", std::string("the body is not valid JSON: ") + e.what(),
                       "invalid_json");
     }
-    const bool chat = path == "/v1/chat/completions";
-    ApiRequest api = chat ? parse_chat(body, *tmpl_, engine_->tokenizer(), sched_->n_ctx())
-                          : parse_completion(body, engine_->tokenizer(), sched_->n_ctx());
-    if (!api.model.empty() && api.model != model_id_)
+    ApiKind kind = ApiKind::kCompletion;
+    Json chat_body;
+    if (path == "/v1/chat/completions") {
+      kind = ApiKind::kChat;
+    } else if (path == "/v1/responses") {
+      kind = ApiKind::kResponses;
+      chat_body = responses_to_chat(body);
+    } else if (path == "/v1/messages") {
+      kind = ApiKind::kMessages;
+      chat_body = messages_to_chat(body);
+    } else if (path == "/v1/messages/count_tokens") {
+      const ApiRequest api = parse_chat(count_tokens_request_to_chat(body), *tmpl_, format_,
+                                        engine_->tokenizer(), INT64_MAX);
+      return reply(json_response(200, {{"input_tokens", api.gens.at(0).prompt.size()}}));
+    }
+    ApiRequest api;
+    try {
+      api = kind == ApiKind::kCompletion
+                ? parse_completion(body, engine_->tokenizer(), sched_->n_ctx())
+                : parse_chat(kind == ApiKind::kChat ? body : chat_body, *tmpl_, format_,
+                             engine_->tokenizer(), sched_->n_ctx());
+    } catch (const ApiError& e) {
+      // A streamed Responses request learns of a context overflow as response.failed (what
+      // Codex CLI looks for), in a stream of its own.
+      if (kind == ApiKind::kResponses && e.code == "context_length_exceeded" && chat_body.value("stream", false)) {
+        ResponsesStream rs(random_id("resp_"), model_id_, int64_t(std::time(nullptr)), body);
+        HttpResponse r;
+        r.content_type = "text/event-stream";
+        for (const auto& ev : rs.fail(e.code, e.message)) r.body += sse_event(ev);
+        return reply(r);
+      }
+      throw;
+    }
+    if (!api.model.empty() && api.model != model_id_ && kind != ApiKind::kMessages &&
+        kind != ApiKind::kResponses)
       throw api_error(404, "invalid_request_error", "the model '" + api.model + "' does not exist", "model_not_found",
                       "model");
-    if (api.model.empty()) api.model = model_id_;
-    return start(std::move(api), chat ? "/v1/chat/completions" : "/v1/completions", stream);
+    // Agent clients name their own models (claude-..., gpt-5-codex): this server answers with
+    // the one it has.
+    if (api.model.empty() || kind == ApiKind::kMessages || kind == ApiKind::kResponses) api.model = model_id_;
+    if ((kind == ApiKind::kResponses || kind == ApiKind::kMessages) && api.gens.size() != 1)
+      throw api_error(400, "invalid_request_error", "one generation per request", "invalid_value");
+    return start(std::move(api), kind, std::move(body), endpoint_label(path), stream);
   }
 
-  HttpReply start(ApiRequest api, const std::string& endpoint, const std::shared_ptr<Stream>& stream) {
+  static std::string sse_event(const SseEvent& ev) {
+    return "event: " + ev.event + "\ndata: " + dump(ev.data) + "\n\n";
+  }
+
+  HttpReply start(ApiRequest api, ApiKind kind, Json body, const std::string& endpoint,
+                  const std::shared_ptr<Stream>& stream) {
     auto job = std::make_shared<Job>();
+    job->kind = kind;
     job->api = std::move(api);
-    job->id = random_id(job->api.chat ? "chatcmpl-" : "cmpl-");
+    job->body = std::move(body);
+    static const char* const prefixes[] = {"chatcmpl-", "cmpl-", "resp_", "msg_"};
+    job->id = random_id(prefixes[int(kind)]);
+    if (job->api.parse)
+      for (size_t i = 0; i < job->api.gens.size(); ++i)
+        job->parsers.push_back(
+            std::make_unique<chat::StreamingOutputParser>(job->api.format, job->api.parse_options));
+    else
+      job->parsers.resize(job->api.gens.size());
     job->created = int64_t(std::time(nullptr));
     job->stream = stream;
     job->endpoint = endpoint;
@@ -332,6 +404,15 @@ class Server {
         }
       }
     }
+    if (job->api.stream && kind == ApiKind::kResponses) {
+      job->responses = std::make_unique<ResponsesStream>(job->id, job->api.model, job->created, job->body);
+      send_events(*job, job->responses->start());
+    } else if (job->api.stream && kind == ApiKind::kMessages) {
+      job->messages = std::make_unique<MessagesStream>(job->id, job->api.model);
+      TurnUsage u;
+      u.prompt_tokens = int64_t(job->api.gens[0].prompt.size());
+      send_events(*job, job->messages->start(u));
+    }
     if (job->api.stream) ++streams_open_;
     std::weak_ptr<Job> weak = job;
     stream->on_close([this, weak] {
@@ -356,6 +437,49 @@ class Server {
   }
 
   void send_sse(Job& j, const Json& chunk) { j.stream->write("data: " + dump(chunk) + "\n\n"); }
+  void send_events(Job& j, const std::vector<SseEvent>& evs) {
+    std::string out;
+    for (const auto& ev : evs) out += sse_event(ev);
+    if (!out.empty()) j.stream->write(std::move(out));
+  }
+
+  static TurnDelta turn_delta(const chat::OutputDelta& d) {
+    TurnDelta t;
+    t.content = d.content;
+    t.reasoning = d.reasoning;
+    for (const auto& c : d.tool_calls) t.tool_calls.push_back({c.index, c.id, c.name, c.arguments});
+    return t;
+  }
+
+  // The one choice of a Responses / Messages request, as those writers read it.
+  AssistantTurn turn_of(const Job& j) const {
+    const ChoiceResult& c = j.results[0];
+    AssistantTurn t;
+    if (j.api.parse) {
+      t.content = c.parsed.content;
+      t.reasoning = c.parsed.reasoning;
+      for (const auto& tc : c.parsed.tool_calls) t.tool_calls.push_back({tc.id, tc.name, tc.arguments});
+    } else {
+      t.content = c.text;
+    }
+    t.finish_reason = c.finish_reason;
+    t.matched_stop = c.stop_string;
+    t.usage.prompt_tokens = c.usage.prompt_tokens;
+    t.usage.cached_tokens = c.usage.cached_tokens;
+    t.usage.completion_tokens = c.usage.completion_tokens;
+    // Reasoning tokens, counted as the text tokenizes (the stream does not mark where the
+    // reasoning ended token by token).
+    if (!t.reasoning.empty())
+      t.usage.reasoning_tokens = std::min<int64_t>(
+          int64_t(engine_->tokenizer().encode(t.reasoning, false, false).size()), t.usage.completion_tokens);
+    return t;
+  }
+
+  HttpResponse error_for(const Job& j, int status, const std::string& type, const std::string& msg,
+                         const std::string& code) {
+    if (j.kind == ApiKind::kMessages) return json_response(status, anthropic_error(status, msg));
+    return error_response(api_error(status, type, msg, code));
+  }
 
   // Runs on the scheduler thread.
   void on_event(Job& j, size_t i, const GenEvent& e) {
@@ -375,13 +499,30 @@ class Server {
     std::vector<GenToken> shown;
     for (const auto& t : e.tokens)
       if (!engine_->tokenizer().is_eog(t.id) || j.api.gens[i].ignore_eos) shown.push_back(t);
-    if (j.api.stream) {
-      if (!e.text.empty() || !shown.empty() || !j.started[i]) {
-        if (!e.text.empty() || !shown.empty() || !e.done) {
-          send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), e.text, shown, "",
-                                 !j.started[i], j.offsets[i]));
-          j.started[i] = true;
-        }
+    // The text as the client sees it: split into content, reasoning and tool calls when parsed.
+    chat::OutputDelta d;
+    if (auto& p = j.parsers[i]) {
+      d = p->push(e.text);
+      if (e.done) {
+        chat::OutputDelta rest = p->finish();
+        d.content += rest.content;
+        d.reasoning += rest.reasoning;
+        d.tool_calls.insert(d.tool_calls.end(), rest.tool_calls.begin(), rest.tool_calls.end());
+      }
+      if (!j.api.parallel_tool_calls)
+        std::erase_if(d.tool_calls, [](const chat::ToolCallDelta& t) { return t.index > 0; });
+    } else {
+      d.content = e.text;
+    }
+    if (j.api.stream && j.responses) {
+      send_events(j, j.responses->push(turn_delta(d)));
+    } else if (j.api.stream && j.messages) {
+      send_events(j, j.messages->push(turn_delta(d)));
+    } else if (j.api.stream) {
+      if (!d.empty() || !shown.empty() || (!j.started[i] && !e.done)) {
+        send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), d, shown, "",
+                               !j.started[i], j.offsets[i]));
+        j.started[i] = true;
       }
       for (const auto& t : shown) j.offsets[i] += t.piece.size();
     }
@@ -391,31 +532,53 @@ class Server {
     // A request cut by its time limit ends as one cut by max_tokens would: "length" is the
     // reason OpenAI clients know for "stopped before the model finished".
     c.finish_reason = e.finish_reason == "timeout" ? "length" : e.finish_reason;
+    c.stop_string = e.stop_string;
+    if (j.parsers[i]) {
+      c.parsed = j.parsers[i]->result();
+      if (!j.api.parallel_tool_calls && c.parsed.tool_calls.size() > 1) c.parsed.tool_calls.resize(1);
+      if (!c.parsed.tool_calls.empty() && c.finish_reason == "stop") c.finish_reason = "tool_calls";
+    }
     if (e.finish_reason == "timeout") metrics_.request_timed_out();
     c.usage = e.usage;
     if (e.finish_reason == "error") error_ = e.error;
-    if (j.api.stream) {
+    if (j.api.stream && !j.responses && !j.messages) {
       if (!j.started[i]) {
-        send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), "", {}, "", true, 0));
+        send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), {}, {}, "", true, 0));
         j.started[i] = true;
       }
-      send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), "", {}, c.finish_reason, false, 0));
+      send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), {}, {}, c.finish_reason, false, 0));
     }
     if (--j.remaining > 0) return;
     int n_prompts = j.api.prompt_of.empty() ? 1 : j.api.prompt_of.back() + 1;
     if (j.api.stream) {
-      if (j.api.include_usage) {
-        Json u = Json::object();
-        u["id"] = j.id;
-        u["object"] = j.api.chat ? "chat.completion.chunk" : "text_completion";
-        u["created"] = j.created;
-        u["model"] = j.api.model;
-        u["system_fingerprint"] = "tokenfab";
-        u["choices"] = Json::array();
-        u["usage"] = usage_json(j.results, n_prompts);
-        send_sse(j, u);
+      if (j.responses) {
+        if (c.finish_reason == "error" || c.finish_reason == "cancelled")
+          send_events(j, j.responses->fail(c.finish_reason == "error" ? "server_error" : "cancelled",
+                                           c.finish_reason == "error" ? "generation failed: " + error_
+                                                                      : "the server stopped this request"));
+        else
+          send_events(j, j.responses->finish(turn_of(j)));
+      } else if (j.messages) {
+        if (c.finish_reason == "error" || c.finish_reason == "cancelled")
+          send_events(j, {MessagesStream::error_event("api_error", c.finish_reason == "error"
+                                                                        ? "generation failed: " + error_
+                                                                        : "the server stopped this request")});
+        else
+          send_events(j, j.messages->finish(turn_of(j)));
+      } else {
+        if (j.api.include_usage) {
+          Json u = Json::object();
+          u["id"] = j.id;
+          u["object"] = j.api.chat ? "chat.completion.chunk" : "text_completion";
+          u["created"] = j.created;
+          u["model"] = j.api.model;
+          u["system_fingerprint"] = "tokenfab";
+          u["choices"] = Json::array();
+          u["usage"] = usage_json(j.results, n_prompts);
+          send_sse(j, u);
+        }
+        j.stream->write("data: [DONE]\n\n");
       }
-      j.stream->write("data: [DONE]\n\n");
       j.stream->end();
       metrics_.request_done(j.endpoint, 200);
       --streams_open_;
@@ -428,17 +591,24 @@ class Server {
     }
     if (all_cancelled && shutting_down_) {
       metrics_.request_done(j.endpoint, 503);
-      j.stream->respond(error_response(api_error(503, "server_error", "the server shut down before this request finished",
-                                                 "shutting_down")));
+      j.stream->respond(error_for(j, 503, "server_error", "the server shut down before this request finished",
+                                  "shutting_down"));
       return;
     }
     if (failed) {
       metrics_.request_done(j.endpoint, 500);
-      j.stream->respond(error_response(api_error(500, "server_error", "generation failed: " + error_, "internal_error")));
+      j.stream->respond(error_for(j, 500, "server_error", "generation failed: " + error_, "internal_error"));
       return;
     }
     metrics_.request_done(j.endpoint, 200);
-    j.stream->respond(json_response(200, full_response(j.api, engine_->tokenizer(), j.id, j.created, j.results)));
+    Json out;
+    if (j.kind == ApiKind::kResponses)
+      out = responses_object(turn_of(j), j.id, j.api.model, j.created, j.body);
+    else if (j.kind == ApiKind::kMessages)
+      out = messages_object(turn_of(j), j.id, j.api.model);
+    else
+      out = full_response(j.api, engine_->tokenizer(), j.id, j.created, j.results);
+    j.stream->respond(json_response(200, out));
   }
 
   ServeOptions o_;
@@ -448,6 +618,7 @@ class Server {
   std::mutex mu_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<chat::ChatTemplate> tmpl_;
+  chat::OutputFormat format_;  // how the template's model writes tool calls and reasoning
   std::unique_ptr<Scheduler> sched_;
   std::atomic<bool> ready_{false}, shutting_down_{false}, exiting_{false};
   std::atomic<int> streams_open_{0};

@@ -298,3 +298,49 @@ TEST_F(SchedulerTest, TimeoutEndsARequestKeepingItsTokens) {
 }
 
 }  // namespace
+
+namespace {
+
+// Constrained requests batched together give what Engine::generate gives each alone (greedy:
+// the same masked argmax; sampled: the same seed, the same masked chain), follow the grammar,
+// and end with "stop" once the sentence is whole.
+TEST_F(SchedulerTest, GrammarConstrainedBatchEqualsAlone) {
+  const auto grammar = tf::Grammar::parse(
+      R"(root ::= " "? ("yes" | "no" | [0-9]{1,3}) (", " ("yes" | "no" | [a-z]{1,6})){1,4} ".")");
+  const int n = 40;
+  std::vector<tf::Generation> alone;
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    tf::GenerateOptions go;
+    go.n_predict = n;
+    go.grammar = grammar;
+    go.sampling.temperature = i % 2 ? 0.f : 1.f;
+    go.sampling.seed = 7 + i;
+    alone.push_back(engine_->generate(prompts_[i].empty() ? "A" : prompts_[i], go));
+  }
+  SchedulerParams sp;
+  sp.n_parallel = 3;
+  sp.n_ctx = 256;
+  Scheduler sched(engine_->model(), engine_->tokenizer(), sp);
+  std::vector<Collected> got(prompts_.size());
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    GenRequest r = greedy(engine_->tokenize(prompts_[i].empty() ? "A" : prompts_[i]), n);
+    r.grammar = grammar;
+    r.sampling.temperature = i % 2 ? 0.f : 1.f;
+    r.sampling.top_k = 40;
+    r.sampling.top_p = 0.95f;
+    r.sampling.min_p = 0.05f;
+    r.sampling.seed = 7 + i;
+    sched.submit(std::move(r), sink_for(got[i]));
+  }
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    wait(got[i]);
+    SCOPED_TRACE(got[i].text);
+    tf::GrammarMatcher m(grammar);
+    EXPECT_TRUE(m.accept(got[i].text));
+    EXPECT_TRUE(m.complete());
+    EXPECT_EQ(got[i].last.finish_reason, "stop");
+    EXPECT_EQ(got[i].text, alone[i].text);
+  }
+}
+
+}  // namespace

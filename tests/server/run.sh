@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end tests of `tokenfab serve`, driven by the official openai npm package.
+# End-to-end tests of `tokenfab serve`, driven by the official openai npm package (and
+# @anthropic-ai/sdk).
 #
 #   tests/server/run.sh <path-to-tokenfab-binary> <shared-dir>
 #
@@ -46,9 +47,14 @@ bin="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
 shared="$(cd "$shared" && pwd)"
 
 cd "$here"
-pinned="$(node -p 'require("./package.json").dependencies.openai')"
-installed="$(node -p 'try { require("./node_modules/openai/package.json").version } catch { "" }')"
-if [ "$installed" != "$pinned" ]; then
+# Reinstall when any pinned package (openai, @anthropic-ai/sdk) is missing or at another version.
+stale="$(node -e '
+  const pins = require("./package.json").dependencies;
+  const off = Object.keys(pins).filter((name) => {
+    try { return require(`./node_modules/${name}/package.json`).version !== pins[name]; } catch { return true; }
+  });
+  console.log(off.join(" "));')"
+if [ -n "$stale" ]; then
   if ! npm ci --no-audit --no-fund --loglevel=error >npm-ci.log 2>&1; then
     cat npm-ci.log >&2
     echo "FAIL: npm ci failed in $here" >&2
