@@ -1,13 +1,18 @@
-// libFuzzer target for the OpenAI request parser: any bytes as a /v1/chat/completions or
-// /v1/completions body must give a parsed request or an ApiError (a 4xx), never a crash or
-// another exception. The first byte picks the endpoint; the tokenizer is a small in-memory
-// SentencePiece vocabulary with byte fallback, so that any text tokenizes.
+// libFuzzer target for the request parsers: any bytes as a /v1/chat/completions,
+// /v1/completions, /v1/responses or /v1/messages body must give a parsed request or an ApiError
+// (a 4xx), never a crash or another exception. The first byte picks the endpoint (low 2 bits)
+// and the tool-call format the chat path reads outputs in (the rest: tools, tool_choice and
+// response_format compile grammars); the tokenizer is a small in-memory SentencePiece
+// vocabulary with byte fallback, so that any text tokenizes.
 #include <cstdint>
 #include <cstdio>
 #include <string>
 
 #include "chat/chat_template.h"
+#include "chat/tool_calls.h"
+#include "server/messages_api.h"
 #include "server/openai.h"
+#include "server/responses_api.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -46,7 +51,13 @@ const tf::chat::ChatTemplate& chat_template() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const bool chat = data[0] & 1;
+  const int endpoint = data[0] & 3;  // 0 completions, 1 chat, 2 responses, 3 messages
+  tf::chat::OutputFormat fmt;
+  fmt.tools = tf::chat::ToolFormat((data[0] >> 2) % 17);
+  if (data[0] & 0x80) {
+    fmt.think_open = "<think>";
+    fmt.think_close = "</think>";
+  }
   tf::server::Json body;
   try {
     body = tf::server::Json::parse(reinterpret_cast<const char*>(data) + 1,
@@ -55,8 +66,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;  // the server answers 400 for bodies that are not JSON
   }
   try {
-    const tf::server::ApiRequest r = chat ? tf::server::parse_chat(body, chat_template(), tokenizer(), 256)
-                                          : tf::server::parse_completion(body, tokenizer(), 256);
+    tf::server::Json chat_body;
+    if (endpoint == 2) chat_body = tf::server::responses_to_chat(body);
+    if (endpoint == 3) chat_body = tf::server::messages_to_chat(body);
+    const tf::server::ApiRequest r =
+        endpoint == 0 ? tf::server::parse_completion(body, tokenizer(), 256)
+                      : tf::server::parse_chat(endpoint == 1 ? body : chat_body, chat_template(), fmt,
+                                               tokenizer(), 256);
     for (const auto& g : r.gens)
       if (g.prompt.empty() || int64_t(g.prompt.size()) >= 256) std::abort();  // never truncated, never empty
   } catch (const tf::server::ApiError& e) {

@@ -318,7 +318,11 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
 
 // Alternatives as one item of a sequence.
 std::string group(const std::vector<std::string>& alts) {
-  return alts.size() == 1 ? alts[0] : "(" + join(alts, " | ") + ")";
+  if (alts.size() == 1) return alts[0];
+  std::string r = "(";  // (appended piecewise: GCC 12 warns falsely about "(" + s)
+  r += join(alts, " | ");
+  r += ')';
+  return r;
 }
 
 std::string cat(const std::string& a, const std::string& b) {
@@ -948,7 +952,7 @@ class GbnfBuilder::Converter {
       : b_(b), root_(root), name_(sanitize(name)) {}
 
   std::string run() {
-    if (!b_.rules_.count("ws")) add("ws", "| \" \" | \"\\n\" [ \\t]{0,40}");
+    if (!b_.rules_.count("ws")) add("ws", "| \" \" | \"\\n\" [ \\t]{0,20}");
     return visit(root_, "", name_, 0);
   }
 

@@ -26,7 +26,7 @@
 // keys other than the schema's); when `properties` is given and `additionalProperties` is not,
 // no other properties (llama.cpp's choice), and likewise a `prefixItems` tuple is whole and
 // closed unless minItems / items say otherwise; whitespace is at most one space or one newline
-// with up to 40 spaces/tabs between tokens; enum/const values are written as their compact
+// with up to 20 spaces/tabs between tokens; enum/const values are written as their compact
 // serialization, with that whitespace allowed between the tokens of arrays and objects;
 // numbers have at most 20 integer and about 20 fraction digits (and 3 exponent digits; no
 // exponent when bounded, except for a lone minimum/exclusiveMinimum of 0); maxLength / maxItems

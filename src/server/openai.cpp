@@ -266,7 +266,8 @@ Json with_system_text(Json messages, const std::string& text) {
 }  // namespace
 
 ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl,
-                      const chat::OutputFormat& format, const Tokenizer& tok, int64_t n_ctx) {
+                      const chat::OutputFormat& format, const Tokenizer& tok, int64_t n_ctx,
+                      bool clamp_max_tokens) {
   if (!b.is_object()) bad("", "the request body must be a JSON object");
   ApiRequest r;
   r.chat = true;
@@ -355,6 +356,10 @@ ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl,
     }
   }
   g.prompt = chat::tokenize_prompt(tok, prompt);
+  // Agent clients ask for more than any local context holds (Claude Code: 32000): a limit,
+  // not a demand. The prompt itself must still fit.
+  if (clamp_max_tokens && g.max_tokens > 0 && int64_t(g.prompt.size()) < n_ctx)
+    g.max_tokens = int32_t(std::min<int64_t>(g.max_tokens, n_ctx - int64_t(g.prompt.size())));
   check_fit(g, n_ctx);
   fan_out(r, g, 0);
   return r;

@@ -47,9 +47,11 @@ struct ApiRequest {
 
 // Validates a /v1/chat/completions body and renders its messages through the template.
 // Throws ApiError.
-// `format` is the template's (chat::detect_output_format).
+// `format` is the template's (chat::detect_output_format). clamp_max_tokens: a max_tokens past
+// the context is cut to what fits (the Responses and Messages APIs) instead of a 400.
 ApiRequest parse_chat(const Json& body, const chat::ChatTemplate& tmpl,
-                      const chat::OutputFormat& format, const Tokenizer& tok, int64_t n_ctx);
+                      const chat::OutputFormat& format, const Tokenizer& tok, int64_t n_ctx,
+                      bool clamp_max_tokens = false);
 // Validates a /v1/completions body. Throws ApiError.
 ApiRequest parse_completion(const Json& body, const Tokenizer& tok, int64_t n_ctx);
 

@@ -332,7 +332,7 @@ class Server {
       api = kind == ApiKind::kCompletion
                 ? parse_completion(body, engine_->tokenizer(), sched_->n_ctx())
                 : parse_chat(kind == ApiKind::kChat ? body : chat_body, *tmpl_, format_,
-                             engine_->tokenizer(), sched_->n_ctx());
+                             engine_->tokenizer(), sched_->n_ctx(), kind != ApiKind::kChat);
     } catch (const ApiError& e) {
       // A streamed Responses request learns of a context overflow as response.failed (what
       // Codex CLI looks for), in a stream of its own.

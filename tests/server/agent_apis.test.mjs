@@ -8,7 +8,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
-import { startServer, stopServer, client, MODEL_ID, rawRequest, rawSSE } from './helpers.mjs';
+import { startServer, stopServer, client, MODEL_ID, rawRequest, rawSSE, words } from './helpers.mjs';
 
 const T = { timeout: 30_000 };
 const weatherSchema = { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] };
@@ -106,6 +106,15 @@ describe('responses API', () => {
     assert.equal(events.at(-1).type, 'response.completed');
   });
 
+  test('a streamed prompt over the context is response.failed with context_length_exceeded', T, async () => {
+    const raw = await rawSSE(server, '/v1/responses', { model: MODEL_ID, input: words(3000), stream: true });
+    assert.equal(raw.status, 200, raw.raw);
+    const failed = raw.json.find((e) => e.type === 'response.failed');
+    assert.ok(failed, raw.raw);
+    assert.equal(failed.response.error.code, 'context_length_exceeded');
+    assert.equal(typeof failed.response.id, 'string');
+  });
+
   test('400s name the parameter', T, async () => {
     const cases = [
       [{ model: MODEL_ID, input: 'x', previous_response_id: 'resp_123' }, 'previous_response_id'],
@@ -198,6 +207,13 @@ describe('messages API', () => {
     assert.ok(use, JSON.stringify(m.content));
     assert.deepEqual(JSON.parse(json), use.input);
     assert.equal(m.stop_reason, 'tool_use');
+  });
+
+  test('max_tokens past the context (as Claude Code sends) is a limit, not an error', T, async () => {
+    const m = await anthropic.messages.create({ model: 'claude-sonnet-4-5', max_tokens: 32000, temperature: 0,
+      messages: [{ role: 'user', content: 'Once upon a time' }] });
+    assert.ok(['end_turn', 'max_tokens'].includes(m.stop_reason), m.stop_reason);
+    assert.equal(m.content[0].type, 'text');
   });
 
   test('count_tokens equals the prompt of the same request', T, async () => {
