@@ -2,12 +2,6 @@
 // tool-call format, the think markers and the parse flags; the rest is the output, parsed whole
 // and streamed in pieces of varying size (split anywhere). Neither may throw, and the streamed
 // deltas must add up to the whole parse.
-//
-// To build it, fuzz/CMakeLists.txt needs (as for the other targets):
-//   add_executable(output_fuzz output_fuzz.cpp)
-//   target_compile_options(output_fuzz PRIVATE ${TF_FUZZ_COMPILE} -fsanitize=fuzzer)
-//   target_link_options(output_fuzz PRIVATE -fsanitize=fuzzer)
-//   target_link_libraries(output_fuzz PRIVATE tf_chat)
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

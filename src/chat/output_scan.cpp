@@ -297,12 +297,6 @@ bool Cursor::next_is(char ch) {
   return false;
 }
 
-bool Cursor::at_end() {
-  if (state_ != kOk || pos_ < text_.size()) return false;
-  if (!final_) return need_more();
-  return true;
-}
-
 bool Cursor::json(std::string_view* raw) {
   if (state_ != kOk) return false;
   if (auto it = memo_->done.find(pos_); it != memo_->done.end()) {

@@ -114,7 +114,7 @@ class Cursor {
   void commit() { committed_ = true; }
 
   void ws();
-  // The exact text (fails where it differs).
+  // The exact text s (the failure is where s would begin).
   bool lit(std::string_view s);
   // 1: consumed s; 0: s is not next (nothing consumed); -1: more text needed.
   int opt(std::string_view s);
@@ -132,8 +132,6 @@ class Cursor {
   bool until(std::string_view stop, size_t max, std::string_view* before);
   // Text up to `stop` (not consumed) or the end of the output.
   bool until_or_end(std::string_view stop, std::string_view* before);
-  // True at the end of the output (more text needed if it may still come).
-  bool at_end();
   // The rest of the output (more text needed until it has ended).
   bool rest(std::string_view* out);
   // Back to an earlier position, after a look-ahead.

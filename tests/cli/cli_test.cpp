@@ -171,3 +171,43 @@ TEST(Cli, InfoListsMetadataAndTensors) {
 }
 
 }  // namespace
+
+namespace {
+
+// run --json-schema: whatever the seed, the output is JSON valid against the schema; a bad
+// schema file is one clear error line naming the file and the keyword.
+TEST(Cli, RunJsonSchemaGivesValidJson) {
+  TF_REQUIRE_SHARED(kStories);
+  const std::string schema = tf::test::tmp_path("schema.json");
+  tf::test::write_file(schema, R"({"type": "object", "properties": {
+      "name": {"type": "string", "minLength": 1, "maxLength": 12},
+      "age": {"type": "integer", "minimum": 1, "maximum": 99},
+      "likes": {"type": "array", "items": {"enum": ["cats", "dogs"]}, "maxItems": 2}},
+      "required": ["name", "age"]})");
+  for (const char* seed : {"1", "2", "3"}) {
+    const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "200",
+                          "--temp", "1", "--seed", seed, "--json-schema", schema, "--json", "-t", "1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const json out = json::parse(r.out);
+    SCOPED_TRACE(out["text"].get<std::string>());
+    EXPECT_EQ(out["stop_reason"], "eos");
+    const json v = json::parse(out["text"].get<std::string>());
+    ASSERT_TRUE(v.is_object());
+    ASSERT_TRUE(v["name"].is_string());
+    EXPECT_GE(v["name"].get<std::string>().size(), 1u);
+    ASSERT_TRUE(v["age"].is_number_integer());
+    EXPECT_GE(v["age"].get<int>(), 1);
+    EXPECT_LE(v["age"].get<int>(), 99);
+    if (v.contains("likes")) {
+      EXPECT_LE(v["likes"].size(), 2u);
+      for (const auto& x : v["likes"]) EXPECT_TRUE(x == "cats" || x == "dogs");
+    }
+    for (const auto& [k, _] : v.items()) EXPECT_TRUE(k == "name" || k == "age" || k == "likes") << k;
+  }
+  tf::test::write_file(schema, R"({"type": "object", "patternProperties": {"a": {}}})");
+  const Result bad = run({"run", "-m", tf::test::shared_path(kStories), "-p", "x", "--json-schema", schema});
+  tf::test::expect_clean_error(bad, "patternProperties");
+  std::filesystem::remove(schema);
+}
+
+}  // namespace
