@@ -403,15 +403,16 @@ class Server {
                           msg.find("context") != std::string::npos ? "context_length_exceeded" : "invalid_value");
         }
       }
-    }
-    if (job->api.stream && kind == ApiKind::kResponses) {
-      job->responses = std::make_unique<ResponsesStream>(job->id, job->api.model, job->created, job->body);
-      send_events(*job, job->responses->start());
-    } else if (job->api.stream && kind == ApiKind::kMessages) {
-      job->messages = std::make_unique<MessagesStream>(job->id, job->api.model);
-      TurnUsage u;
-      u.prompt_tokens = int64_t(job->api.gens[0].prompt.size());
-      send_events(*job, job->messages->start(u));
+      // The opening events go out before any generated text: the sinks wait for job->mu.
+      if (job->api.stream && kind == ApiKind::kResponses) {
+        job->responses = std::make_unique<ResponsesStream>(job->id, job->api.model, job->created, job->body);
+        send_events(*job, job->responses->start());
+      } else if (job->api.stream && kind == ApiKind::kMessages) {
+        job->messages = std::make_unique<MessagesStream>(job->id, job->api.model);
+        TurnUsage u;
+        u.prompt_tokens = int64_t(job->api.gens[0].prompt.size());
+        send_events(*job, job->messages->start(u));
+      }
     }
     if (job->api.stream) ++streams_open_;
     std::weak_ptr<Job> weak = job;
