@@ -40,6 +40,7 @@ const char* reason(int status) {
 }
 
 class Session;
+std::string chunk(const std::string& data);
 
 class StreamImpl : public Stream {
  public:
@@ -222,6 +223,9 @@ class Session : public std::enable_shared_from_this<Session> {
             "\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n";
     for (const auto& [k, v] : r.headers) head += k + ": " + v + "\r\n";
     head += "\r\n";
+    // A body given with the streaming reply goes out first, with the head (opening events
+    // that must precede anything the generation writes).
+    if (!r.body.empty()) head += chunk(r.body);
     stream_.expires_never();
     out_.push_front(std::move(head));
     if (!writing_) do_write();

@@ -44,8 +44,8 @@ class Stream {
 };
 
 // What a handler returns: a response now; or a promise to call Stream::respond later
-// (Deferred); or a stream started with this status and headers, which the handler keeps
-// and writes to (Streaming).
+// (Deferred); or a stream started with this status and headers (and the body, if any, as its
+// first chunk), which the handler keeps and writes to (Streaming).
 struct HttpReply {
   enum Mode { Now, Deferred, Streaming };
   HttpResponse response;

@@ -380,6 +380,7 @@ class Server {
     job->endpoint = endpoint;
     job->t0 = Clock::now();
     const size_t n = job->api.gens.size();
+    std::string opening;  // a stream's first bytes
     job->results.resize(n);
     job->started.assign(n, false);
     job->offsets.assign(n, 0);
@@ -403,15 +404,16 @@ class Server {
                           msg.find("context") != std::string::npos ? "context_length_exceeded" : "invalid_value");
         }
       }
-      // The opening events go out before any generated text: the sinks wait for job->mu.
+      // The opening events go out with the response head, before anything the sinks write
+      // (they wait for job->mu until the writers exist).
       if (job->api.stream && kind == ApiKind::kResponses) {
         job->responses = std::make_unique<ResponsesStream>(job->id, job->api.model, job->created, job->body);
-        send_events(*job, job->responses->start());
+        for (const auto& ev : job->responses->start()) opening += sse_event(ev);
       } else if (job->api.stream && kind == ApiKind::kMessages) {
         job->messages = std::make_unique<MessagesStream>(job->id, job->api.model);
         TurnUsage u;
         u.prompt_tokens = int64_t(job->api.gens[0].prompt.size());
-        send_events(*job, job->messages->start(u));
+        for (const auto& ev : job->messages->start(u)) opening += sse_event(ev);
       }
     }
     if (job->api.stream) ++streams_open_;
@@ -431,6 +433,7 @@ class Server {
     if (job->api.stream) {
       r.mode = HttpReply::Streaming;
       r.response.content_type = "text/event-stream";
+      r.response.body = std::move(opening);
     } else {
       r.mode = HttpReply::Deferred;
     }

@@ -48,7 +48,9 @@ void check_masks(const std::string& rel, const std::string& grammar, const std::
   // the second time round a state.
   size_t checked = 0;
   for (size_t i = 0; i <= text.size(); ++i) {
-    if (i > 0) ASSERT_TRUE(m.accept(text.substr(i - 1, 1))) << "at byte " << i;
+    if (i > 0) {
+      ASSERT_TRUE(m.accept(text.substr(i - 1, 1))) << "at byte " << i;
+    }
     if (i % 7 != 0 && i != text.size() && (uint8_t(text[i]) & 0xC0) != 0x80) continue;
     m.allowed_tokens(v->trie, bits);
     const auto want = reference(grammar, text.substr(0, i), v->pieces);
@@ -80,7 +82,9 @@ TEST(TokenGrammar, TrieHoldsEveryTokenOnce) {
   }
   for (size_t t = 0; t < pieces.size(); ++t) {
     EXPECT_EQ(seen[t], pieces[t].empty() ? 0 : 1) << t;
-    if (!pieces[t].empty()) EXPECT_EQ(spelled[t], pieces[t]);
+    if (!pieces[t].empty()) {
+      EXPECT_EQ(spelled[t], pieces[t]);
+    }
   }
 }
 
