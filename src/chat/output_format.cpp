@@ -87,9 +87,16 @@ std::optional<ToolFormat> tool_format_from_name(std::string_view name) {
 
 OutputFormat for_prompt(OutputFormat f, std::string_view prompt) {
   const std::string_view p = detail::trim_ws(prompt);
-  f.starts_in_reasoning = !f.think_open.empty() && !f.think_close.empty() &&
-                          p.size() >= f.think_open.size() &&
-                          p.substr(p.size() - f.think_open.size()) == f.think_open;
+  auto ends_with = [&](const std::string& m) {
+    return !m.empty() && p.size() >= m.size() && p.substr(p.size() - m.size()) == m;
+  };
+  f.starts_in_reasoning = !f.think_close.empty() && ends_with(f.think_open);
+  // A prompt that ends with a closed (empty) think block has thinking off (Qwen3's
+  // enable_thinking false): no reasoning to read, and none for a tool grammar to allow.
+  if (ends_with(f.think_close)) {
+    f.think_open.clear();
+    f.think_close.clear();
+  }
   return f;
 }
 
@@ -103,7 +110,7 @@ OutputFormat detect_output_format(const std::string& source) {
     const ChatTemplate tmpl(source, "", "");
     ChatInputs in;
     in.messages = jinja::Json::array({{{"role", "user"}, {"content", "Hello"}}});
-    f = for_prompt(f, tmpl.apply(in));
+    f.starts_in_reasoning = for_prompt(f, tmpl.apply(in)).starts_in_reasoning;
   } catch (const std::exception&) {  // a template that cannot render this: assume not
   }
   return f;

@@ -80,7 +80,8 @@ OutputFormat detect_output_format(const std::string& template_source);
 
 // `f` with starts_in_reasoning decided by the prompt actually rendered (variables such as
 // enable_thinking / thinking change it): true iff the prompt ends with think_open (trailing
-// whitespace aside). Call it once per request, after rendering.
+// whitespace aside); a prompt ending with think_close has thinking off, and the think markers
+// are cleared. Call it once per request, after rendering.
 OutputFormat for_prompt(OutputFormat f, std::string_view rendered_prompt);
 
 struct ToolCall {

@@ -31,21 +31,28 @@ void hermes(Cursor& c, Region& r) {
   c.closer("</tool_call>");
 }
 
+// A JSON object whose first key is `a` or `b` (a bare-JSON call): the cursor is committed and
+// back at its '{'. False otherwise (failed when the object has another first key).
+bool object_keyed(Cursor& c, const char* a, const char* b) {
+  const size_t start = c.pos();
+  if (!c.lit("{")) return false;
+  c.ws();
+  int k = c.opt(a);
+  if (k == 0) k = c.opt(b);
+  if (k <= 0) {
+    if (k == 0) c.fail("not a call");
+    return false;
+  }
+  c.seek(start);
+  c.commit();
+  return true;
+}
+
 // Llama 3.x answers a call with just {"name": "f", "parameters": {...}} (optionally with
 // "type": "function" first), several separated by ";" or whitespace. Only a JSON object whose
 // first key is "name" or "type" is taken for a call; any other JSON answer stays content.
 void llama_json(Cursor& c, Region& r) {
-  const size_t start = c.pos();
-  if (!c.lit("{")) return;
-  c.ws();
-  int k = c.opt("\"name\"");
-  if (k == 0) k = c.opt("\"type\"");
-  if (k <= 0) {
-    if (k == 0) c.fail("not a call");
-    return;
-  }
-  c.seek(start);
-  c.commit();
+  if (!object_keyed(c, "\"name\"", "\"type\"")) return;
   std::string_view raw;
   if (!c.json(&raw) || !c.calls_from_json(raw, false, kName, kArgs, "", &r.calls, true)) return;
   c.opt(";");
@@ -404,17 +411,7 @@ void generic(Cursor& c, Region& r) {
   if (fence == 0) fence = c.opt("```");
   if (fence < 0) return;
   c.ws();
-  const size_t start = c.pos();
-  if (!c.lit("{")) return;
-  c.ws();
-  int k = c.opt("\"tool_calls\"");
-  if (k == 0) k = c.opt("\"tool_call\"");
-  if (k <= 0) {
-    if (k == 0) c.fail("not a call");
-    return;
-  }
-  c.seek(start);
-  c.commit();
+  if (!object_keyed(c, "\"tool_calls\"", "\"tool_call\"")) return;
   std::string_view raw;
   Json j;
   if (!c.json(&raw)) return;

@@ -1,6 +1,5 @@
 #include "server/openai.h"
 
-#include <cctype>
 #include <cmath>
 #include <random>
 #include <sstream>
@@ -329,18 +328,6 @@ ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl,
     }
   }
   r.format = chat::for_prompt(format, prompt);
-  {
-    // A prompt that ends with a closed (empty) think block has thinking off (Qwen3's
-    // enable_thinking false): no reasoning to read, and none for a tool grammar to allow.
-    std::string_view p = prompt;
-    while (!p.empty() && std::isspace(static_cast<unsigned char>(p.back()))) p.remove_suffix(1);
-    const std::string& close = r.format.think_close;
-    if (!close.empty() && p.size() >= close.size() && p.substr(p.size() - close.size()) == close) {
-      r.format.think_open.clear();
-      r.format.think_close.clear();
-      r.format.starts_in_reasoning = false;
-    }
-  }
   r.parse_options.parse_tools = use_tools;
   r.parse_options.parse_reasoning = reasoning == "parsed" && !r.format.think_open.empty();
   r.parse = r.parse_options.parse_tools || r.parse_options.parse_reasoning;
