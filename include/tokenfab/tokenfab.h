@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/meter.h"
 #include "engine/scheduler.h"
 #include "format/gguf.h"
 #include "model/context.h"
@@ -34,6 +35,7 @@ struct LoadOptions {
   DType kv_type = DType::F16;
   // Called with (bytes read, file size) while the weights are read into memory.
   std::function<void(uint64_t, uint64_t)> on_progress;
+  MeterOptions meter;  // energy source and prices for Timings' charges (engine/meter.h)
 };
 
 struct GenerateOptions {
@@ -62,6 +64,9 @@ struct Timings {
   // speed is over the processed tokens only.
   int64_t prompt_tokens = 0, cached_tokens = 0, gen_tokens = 0;
   double prompt_ms = 0, gen_ms = 0;
+  // Time, energy and cost of the prompt's processing and of the generation (engine/meter.h).
+  Charge prompt_charge, gen_charge;
+  const char* energy_source = "model";
   double prompt_tps() const { return prompt_ms > 0 ? prompt_tokens * 1000.0 / prompt_ms : 0; }
   double gen_tps() const { return gen_ms > 0 ? gen_tokens * 1000.0 / gen_ms : 0; }
 };
@@ -97,6 +102,8 @@ class Engine {
   int n_threads() const { return n_threads_; }
   int64_t n_ctx() const { return ctx_->n_ctx(); }
   size_t kv_cache_bytes() const { return ctx_->kv().bytes(); }
+  // Where Timings' energy comes from (RAPL or the power model, see engine/meter.h).
+  const std::string& energy_description() const { return meter_->energy().describe(); }
 
   std::vector<TokenId> tokenize(const std::string& text, bool add_special = true,
                                 bool parse_special = true) const;
@@ -153,6 +160,7 @@ class Engine {
   std::vector<TokenId> cached_ids_;
   size_t n_exact_ = 0;
   std::shared_ptr<const GrammarVocab> grammar_vocab_;  // built on the first constrained run
+  std::unique_ptr<StepMeter> meter_;
 };
 
 struct BenchParams {
@@ -169,6 +177,7 @@ struct BenchParams {
   // argmax too, so that the two differ only by the grammar's work.
   std::shared_ptr<const Grammar> grammar;
   std::shared_ptr<const GrammarVocab> grammar_vocab;
+  MeterOptions meter;  // energy source and prices of the cost figures
 };
 struct Stat {
   double mean = 0, sd = 0;
@@ -184,6 +193,12 @@ struct BenchResult {
   // Memory: the process's resident size after the runs, against the model file plus the KV
   // cache (the engine's own scratch and the program make up the rest).
   double resident_bytes = 0, file_bytes = 0, kv_bytes = 0;
+  // The factory's figures (engine/meter.h): over all repetitions of each measurement.
+  struct Cost {
+    double tokens_per_joule = 0, usd_per_mtok = 0, joules_per_token = 0;
+  };
+  Cost pp_cost, tg_cost;
+  std::string energy;  // the energy source, described
 };
 // Measures prompt processing and generation speed on random tokens (the weights' values do
 // not matter for speed).

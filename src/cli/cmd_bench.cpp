@@ -21,6 +21,11 @@ struct BenchArgs {
   ConstraintArgs constraint;
 };
 
+nlohmann::json cost_json(const BenchResult::Cost& c) {
+  return {{"tokens_per_joule", c.tokens_per_joule}, {"joules_per_token", c.joules_per_token},
+          {"usd_per_mtok", c.usd_per_mtok}};
+}
+
 int bench(BenchArgs& a) {
   auto model = Model::load(a.model, a.mmap);
   a.p.kv_type = parse_kv_type(a.kv_type);
@@ -35,6 +40,9 @@ int bench(BenchArgs& a) {
     j["model"] = a.model;
     j["pp"] = {{"n", a.p.n_prompt}, {"tokens_per_s", r.pp.mean}, {"sd", r.pp.sd}};
     j["tg"] = {{"n", a.p.n_gen}, {"depth", a.p.n_depth}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
+    if (a.p.n_prompt > 0) j["pp"].update(cost_json(r.pp_cost));
+    if (a.p.n_gen > 0) j["tg"].update(cost_json(r.tg_cost));
+    j["energy_source"] = r.energy;
     if (a.p.grammar)
       j["tg_grammar"] = {{"tokens_per_s", r.tg_grammar.mean}, {"sd", r.tg_grammar.sd},
                          {"overhead", 1 - r.tg_grammar.mean / r.tg.mean}, {"masked_steps", r.grammar_masks}};
@@ -65,6 +73,13 @@ int bench(BenchArgs& a) {
                   r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
                   r.bandwidth_gb_s * 1e9 / r.bytes_per_token);
   }
+  auto cost_line = [](const char* what, const BenchResult::Cost& c) {
+    std::printf("%s: %.2f tokens/J (%.4f J/token), $%.4f per million tokens\n", what, c.tokens_per_joule,
+                c.joules_per_token, c.usd_per_mtok);
+  };
+  std::printf("energy: %s\n", r.energy.c_str());
+  if (a.p.n_prompt > 0) cost_line("prompt", r.pp_cost);
+  if (a.p.n_gen > 0) cost_line("generation", r.tg_cost);
   constexpr double kMiB = 1 << 20;
   if (r.resident_bytes > 0)
     std::printf("resident %.1f MiB = %.3f x (model file %.1f MiB + KV cache %.1f MiB)\n",
@@ -109,6 +124,7 @@ Runner add_bench(CLI::App& app) {
   c->add_option("-r,--reps", a->p.reps, "repetitions")->check(CLI::Range(1, 1000));
   c->add_flag("--json", a->json, "print one JSON object");
   add_kv_type_option(c, a->kv_type);
+  add_meter_options(c, a->p.meter);
   add_constraint_options(c, a->constraint, "also generate constrained by it (interleaved): its overhead");
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   return [a] { return bench(*a); };

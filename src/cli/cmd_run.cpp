@@ -21,6 +21,7 @@ struct RunArgs {
   int64_t ctx = 0;
   bool json = false, ignore_eos = false, mmap = false;
   std::string kv_type = "f16";
+  MeterOptions meter;
 };
 
 int run(const RunArgs& a) {
@@ -29,6 +30,7 @@ int run(const RunArgs& a) {
   lo.n_ctx = a.ctx;
   lo.use_mmap = a.mmap;
   lo.kv_type = parse_kv_type(a.kv_type);
+  lo.meter = a.meter;
   auto engine = Engine::load(a.model, lo);
   GenerateOptions go;
   go.n_predict = a.n_predict;
@@ -59,6 +61,14 @@ int run(const RunArgs& a) {
                     {"prompt_per_second", t.prompt_tps()}, {"predicted_n", t.gen_tokens},
                     {"predicted_ms", t.gen_ms},      {"predicted_per_second", t.gen_tps()},
                     {"threads", engine->n_threads()}};
+    auto charge = [](const Charge& c, int64_t n) {
+      return nlohmann::json{{"tokens", n}, {"seconds", c.seconds}, {"joules", c.joules}, {"cost_usd", c.usd},
+                            {"usd_per_mtok", c.usd_per_mtok(n)}};
+    };
+    j["meter"] = {{"energy_source", t.energy_source},
+                  {"energy_detail", engine->energy_description()},
+                  {"prompt", charge(t.prompt_charge, t.prompt_tokens)},
+                  {"generation", charge(t.gen_charge, t.gen_tokens)}};
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
@@ -66,6 +76,13 @@ int run(const RunArgs& a) {
   std::fprintf(stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | %d threads | stop: %s\n",
                (long long)t.prompt_tokens, t.prompt_tps(), (long long)t.gen_tokens, t.gen_tps(),
                engine->n_threads(), g.stop_reason.c_str());
+  const double joules = t.prompt_charge.joules + t.gen_charge.joules;
+  const int64_t n = t.prompt_tokens + t.gen_tokens;
+  std::fprintf(stderr,
+               "energy: %.3f J, %.2f tokens/J (%s) | cost: $%.6f, $%.3f/Mtok prompt, $%.3f/Mtok generated\n",
+               joules, joules > 0 ? double(n) / joules : 0.0, engine->energy_description().c_str(),
+               t.prompt_charge.usd + t.gen_charge.usd, t.prompt_charge.usd_per_mtok(t.prompt_tokens),
+               t.gen_charge.usd_per_mtok(t.gen_tokens));
   return 0;
 }
 }  // namespace
@@ -83,6 +100,7 @@ Runner add_run(CLI::App& app) {
   c->add_option("-c,--ctx-size", a->ctx, "context size (0 = model's, at most 4096)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 24));
   add_kv_type_option(c, a->kv_type);
+  add_meter_options(c, a->meter);
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   c->add_flag("--ignore-eos", a->ignore_eos, "keep generating past end-of-sequence tokens");
   c->add_flag("--json", a->json, "print one JSON object instead of streaming text");

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/meter.h"
 #include "sample/grammar.h"
 #include "sample/sampler.h"
 
@@ -31,6 +32,19 @@ Runner add_serve(CLI::App& app);
 inline void add_kv_type_option(CLI::App* c, std::string& kv_type) {
   c->add_option("--kv-type", kv_type, "KV cache type: f16 or q8_0 (half the memory)")
       ->check(CLI::IsMember({"f16", "q8_0"}));
+}
+
+// The meter's options shared by run, bench and serve (engine/meter.h).
+inline void add_meter_options(CLI::App* c, MeterOptions& m) {
+  c->add_option("--watts", m.watts,
+                "power while computing, for the energy model when RAPL is not readable (default 10 W per thread)")
+      ->check(CLI::Range(0.0, 1e6));
+  c->add_option("--price-kwh", m.price_kwh, "electricity price in $ per kWh (default 0.15)")
+      ->check(CLI::Range(0.0, 1e4));
+  c->add_option("--hardware-cost-per-hour", m.hardware_usd_per_hour,
+                "the machine's cost in $ per hour (default $0.045 per hardware thread)")
+      ->check(CLI::Range(0.0, 1e6));
+  c->add_flag("!--no-rapl", m.use_rapl, "use the power model even when RAPL counters are readable");
 }
 
 // The sampling options shared by run and chat.

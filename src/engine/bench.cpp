@@ -93,9 +93,16 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   };
 
   std::vector<double> pp, tg, tgg;
+  // Energy and cost of the measured runs (not of the warm-ups).
+  StepMeter meter(p.meter, r.threads);
+  Charge pp_charge, tg_charge;
   if (p.n_prompt > 0) {
     prompt_run();  // warm-up: page in the weights, settle the threads
-    for (int i = 0; i < p.reps; ++i) pp.push_back(double(p.n_prompt) / prompt_run());
+    for (int i = 0; i < p.reps; ++i) {
+      meter.begin();
+      pp.push_back(double(p.n_prompt) / prompt_run());
+      pp_charge += meter.end(p.n_prompt).whole();
+    }
   }
   if (p.n_gen > 0) {
     fill_depth();
@@ -103,10 +110,23 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
     if (p.grammar) gen_run(true);
     masks = constrained_steps = 0;
     for (int i = 0; i < p.reps; ++i) {
+      meter.begin();
       tg.push_back(double(p.n_gen) / gen_run(false));
+      tg_charge += meter.end(p.n_gen).whole();
       if (p.grammar) tgg.push_back(double(p.n_gen) / gen_run(true));
     }
   }
+  auto cost = [](const Charge& c) {
+    BenchResult::Cost k;
+    if (c.tokens <= 0) return k;
+    if (c.joules > 0) k.tokens_per_joule = double(c.tokens) / c.joules;
+    k.joules_per_token = c.joules / double(c.tokens);
+    k.usd_per_mtok = c.usd_per_mtok(c.tokens);
+    return k;
+  };
+  r.pp_cost = cost(pp_charge);
+  r.tg_cost = cost(tg_charge);
+  r.energy = meter.energy().describe();
   r.tg_grammar = stats(tgg);
   if (constrained_steps > 0) r.grammar_masks = double(masks) / double(constrained_steps);
   r.pp = stats(pp);

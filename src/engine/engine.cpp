@@ -43,6 +43,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const LoadOptions&
   cp.n_threads = e->n_threads_;
   cp.kv_type = opts.kv_type;
   e->ctx_ = std::make_unique<Context>(*e->model_, cp);
+  e->meter_ = std::make_unique<StepMeter>(opts.meter, e->n_threads_);
   return e;
 }
 
@@ -98,6 +99,7 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
 
   // Prompt (the part not in the cache), logits for the last token only.
   auto t0 = Clock::now();
+  meter_->begin();
   Batch batch;
   bool batched = true;  // every position went through the batch kernels (see prompt_slices)
   for (const auto& [b, e] : prompt_slices(keep, n_prompt, opts_.n_batch)) {
@@ -111,6 +113,8 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
   g.timings.prompt_ms = ms_since(t0);
   g.timings.prompt_tokens = int64_t(n_prompt - keep);
   g.timings.cached_tokens = int64_t(keep);
+  g.timings.prompt_charge = meter_->end(g.timings.prompt_tokens).whole();
+  g.timings.energy_source = meter_->energy().source();
 
   StreamDecoder dec(*tok_);
   std::vector<float> logits(size_t(ctx_->n_vocab()));
@@ -120,6 +124,7 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
       if (tok_->is_eog(id)) banned.push_back(id);
   int32_t pos = int32_t(g.prompt_ids.size());
   t0 = Clock::now();
+  meter_->begin();
   g.stop_reason = "length";
   std::unique_ptr<TokenGrammar> gm;
   if (opts.grammar) {
@@ -177,6 +182,7 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
   if (on_text && !rest.empty()) on_text(rest);
   g.timings.gen_ms = ms_since(t0);
   g.timings.gen_tokens = int64_t(g.tokens.size());
+  g.timings.gen_charge = meter_->end(g.timings.gen_tokens).whole();
   return g;
 }
 

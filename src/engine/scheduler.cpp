@@ -33,6 +33,7 @@ struct Scheduler::Seq {
   bool done = false;
   std::unique_ptr<TokenGrammar> grammar;
   std::string stop_string;  // the stop string that ended it
+  Charge input, output;     // metered (see engine/meter.h)
 
   Seq(GenRequest r, GenSink s, const Tokenizer& tok)
       : req(std::move(r)), sink(std::move(s)), sampler(req.sampling), dec(tok, req.render_special) {
@@ -42,7 +43,7 @@ struct Scheduler::Seq {
 };
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerParams& params)
-    : model_(model), tok_(tok), p_(params) {
+    : model_(model), tok_(tok), p_(params), meter_(params.meter, params.n_threads) {
   if (p_.n_parallel < 1 || p_.n_parallel > 256) throw Error("parallel sequences must be in 1..256");
   if (p_.step_tokens < 1 || p_.prompt_tokens_while_decoding < 1)
     throw Error("step token budgets must be positive");
@@ -292,6 +293,7 @@ bool Scheduler::step() {
   // Free blocks for the batch, from the prefix cache's unused entries if need be.
   if (const int64_t need = ctx_->kv_blocks_needed(batch); need > ctx_->kv().free_blocks())
     prefix_->evict(need - ctx_->kv().free_blocks());
+  meter_.begin();
   ctx_->decode(batch);
   // The cache now holds what the batch carried.
   for (size_t i = 0; i < batch.size(); ++i) slots_[size_t(batch.seq[i])].cached.push_back(batch.tokens[i]);
@@ -303,11 +305,28 @@ bool Scheduler::step() {
     const Slot& sl = slots_[size_t(s->slot)];
     prefix_->publish(s->slot, sl.cached.data(), sl.cached.size());
   }
-  for (size_t i = 0; i < out_seq.size(); ++i) on_token(*out_seq[i], ctx_->logits(int64_t(i)));
+  std::vector<Pending> pending;
+  for (size_t i = 0; i < out_seq.size(); ++i) on_token(*out_seq[i], ctx_->logits(int64_t(i)), pending);
+  // The step (forward pass and sampling) is charged by tokens: each of its sequences pays for
+  // the tokens it put in, prompt tokens to its input, decode tokens to its output. The events
+  // go out after that, so that a request's final usage includes its last step.
+  const StepMeter::Step st = meter_.end(int64_t(batch.size()));
+  const Charge one = st.per_token();
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Seq* s = slots_[size_t(batch.seq[i])].seq.get();
+    if (!s) continue;
+    const bool prompt_token = size_t(batch.pos[i]) < s->req.prompt.size();
+    (prompt_token ? s->input : s->output) += one;
+  }
   {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.steps;
+    stats_.metered = meter_.total();
     update_stats();
+  }
+  for (auto& p : pending) {
+    if (!p.ev.text.empty() || !p.ev.tokens.empty() || p.reason.empty()) p.seq->sink(p.ev);
+    if (!p.reason.empty()) finish(*p.seq, p.reason);
   }
   return true;
 }
@@ -332,7 +351,7 @@ std::shared_ptr<const GrammarVocab> Scheduler::grammar_vocab(bool render_special
   return v;
 }
 
-void Scheduler::on_token(Seq& s, const float* raw) {
+void Scheduler::on_token(Seq& s, const float* raw, std::vector<Pending>& out) {
   if (s.done) return;
   const int64_t nv = ctx_->n_vocab();
   // Scratch kept across tokens: a fresh 128 KB vector per token would be fresh pages each time.
@@ -355,8 +374,7 @@ void Scheduler::on_token(Seq& s, const float* raw) {
         GenEvent ev;
         ev.text = std::move(s.held);
         s.held.clear();
-        s.sink(ev);
-        finish(s, "stop");
+        out.push_back({&s, std::move(ev), "stop"});
         return;
       }
       tok = s.sampler.sample(logits.data(), nv);
@@ -414,8 +432,7 @@ void Scheduler::on_token(Seq& s, const float* raw) {
     if (cut == std::string::npos) s.held += s.dec.flush();
     ev.text = std::move(s.held);
     s.held.clear();
-    s.sink(ev);
-    finish(s, reason);
+    out.push_back({&s, std::move(ev), reason});
     return;
   }
   // Emit all but the longest tail that could begin a stop string.
@@ -428,7 +445,7 @@ void Scheduler::on_token(Seq& s, const float* raw) {
       }
   ev.text = s.held.substr(0, s.held.size() - keep);
   s.held.erase(0, s.held.size() - keep);
-  s.sink(ev);
+  out.push_back({&s, std::move(ev), ""});
 }
 
 void Scheduler::finish(Seq& s, const std::string& reason, const std::string& error) {
@@ -446,6 +463,9 @@ void Scheduler::finish(Seq& s, const std::string& reason, const std::string& err
   u.prompt_tokens = int64_t(s.req.prompt.size());
   u.cached_tokens = s.cached;
   u.completion_tokens = int64_t(s.generated.size());
+  u.input = s.input;
+  u.output = s.output;
+  u.energy_source = meter_.energy().source();
   if (s.slot >= 0) {
     u.queue_ms = ms_between(s.t_submit, s.t_admit);
     if (!s.generated.empty()) {

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/meter.h"
 #include "engine/prefix_cache.h"
 #include "model/context.h"
 #include "sample/sampler.h"
@@ -47,6 +48,7 @@ struct SchedulerParams {
   // KV memory budget in bytes; 0 = enough for n_parallel sequences of n_ctx positions.
   size_t kv_memory = 0;
   size_t max_queue = 256;   // requests waiting for a slot; more are refused (QueueFull)
+  MeterOptions meter;       // energy source and prices (engine/meter.h)
 };
 
 struct GenRequest {
@@ -84,6 +86,9 @@ struct GenUsage {
   int64_t cached_tokens = 0;      // ... of which came from the KV cache
   int64_t completion_tokens = 0;
   double queue_ms = 0, prompt_ms = 0, decode_ms = 0;
+  // Its shares of the steps that carried its prompt tokens, and its generated ones.
+  Charge input, output;
+  const char* energy_source = "model";  // "rapl" or "model" (see engine/meter.h)
 };
 
 struct GenEvent {
@@ -108,6 +113,7 @@ struct SchedulerStats {
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0;  // totals
   int64_t requests_done = 0, steps = 0;
   int64_t prefix_hits = 0;  // requests that reused at least one cached token
+  Charge metered;           // every step, whole: the sum of what the requests were charged
 };
 
 class Scheduler {
@@ -123,6 +129,8 @@ class Scheduler {
 
   int64_t n_ctx() const { return n_ctx_; }
   int n_parallel() const { return int(slots_.size()); }
+  const EnergyMeter& energy() const { return meter_.energy(); }
+  const Prices& prices() const { return meter_.prices(); }
 
   // Queues a request and returns its id. The sink gets events on the scheduler thread and
   // must not block. Throws tf::Error when the prompt is empty or prompt + max_tokens cannot
@@ -146,7 +154,14 @@ class Scheduler {
   bool step();  // one forward pass; false when there was nothing to do
   void admit();
   void finish(Seq& s, const std::string& reason, const std::string& error = "");
-  void on_token(Seq& s, const float* logits);  // samples the next token from the logits
+  // Samples the next token from the logits; the event to send (and the finish reason, when
+  // it ends) are sent after the step is metered.
+  struct Pending {
+    Seq* seq;
+    GenEvent ev;
+    std::string reason;  // empty: the sequence goes on
+  };
+  void on_token(Seq& s, const float* logits, std::vector<Pending>& out);
   int64_t worst_blocks(const GenRequest& r) const;  // KV blocks it may come to hold
   // The vocabulary as grammars see it, built on first use (by the submitting thread).
   std::shared_ptr<const GrammarVocab> grammar_vocab(bool render_special);
@@ -161,6 +176,7 @@ class Scheduler {
   std::vector<Slot> slots_;
   int64_t committed_blocks_ = 0;  // worst_blocks of the running sequences
   std::vector<float> logits_scratch_, lsm_scratch_;  // on_token's, on the scheduler thread
+  StepMeter meter_;  // on the scheduler thread
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
