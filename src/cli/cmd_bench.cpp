@@ -22,7 +22,8 @@ struct BenchArgs {
 };
 
 nlohmann::json cost_json(const BenchResult::Cost& c) {
-  return {{"tokens_per_joule", c.tokens_per_joule}, {"joules_per_token", c.joules_per_token},
+  return {{"tokens_per_joule", c.tokens_per_joule},
+          {"joules_per_token", c.joules_per_token},
           {"usd_per_mtok", c.usd_per_mtok}};
 }
 
@@ -39,13 +40,16 @@ int bench(BenchArgs& a) {
     nlohmann::json j;
     j["model"] = a.model;
     j["pp"] = {{"n", a.p.n_prompt}, {"tokens_per_s", r.pp.mean}, {"sd", r.pp.sd}};
-    j["tg"] = {{"n", a.p.n_gen}, {"depth", a.p.n_depth}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
+    j["tg"] = {
+        {"n", a.p.n_gen}, {"depth", a.p.n_depth}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
     if (a.p.n_prompt > 0) j["pp"].update(cost_json(r.pp_cost));
     if (a.p.n_gen > 0) j["tg"].update(cost_json(r.tg_cost));
     j["energy_source"] = r.energy;
     if (a.p.grammar)
-      j["tg_grammar"] = {{"tokens_per_s", r.tg_grammar.mean}, {"sd", r.tg_grammar.sd},
-                         {"overhead", 1 - r.tg_grammar.mean / r.tg.mean}, {"masked_steps", r.grammar_masks}};
+      j["tg_grammar"] = {{"tokens_per_s", r.tg_grammar.mean},
+                         {"sd", r.tg_grammar.sd},
+                         {"overhead", 1 - r.tg_grammar.mean / r.tg.mean},
+                         {"masked_steps", r.grammar_masks}};
     j["threads"] = r.threads;
     j["bytes_per_token"] = r.bytes_per_token;
     j["bandwidth_gb_s"] = r.bandwidth_gb_s;
@@ -65,17 +69,20 @@ int bench(BenchArgs& a) {
     if (a.p.n_depth > 0) std::printf(" after %lld cached positions", (long long)a.p.n_depth);
     std::printf("\n");
     if (a.p.grammar)
-      std::printf("tg%-5lld %10.2f ± %.2f tokens/s with the grammar: %.1f%% slower (%.0f%% of steps masked)\n",
-                  (long long)a.p.n_gen, r.tg_grammar.mean, r.tg_grammar.sd,
-                  100 * (1 - r.tg_grammar.mean / r.tg.mean), 100 * r.grammar_masks);
+      std::printf(
+          "tg%-5lld %10.2f ± %.2f tokens/s with the grammar: %.1f%% slower (%.0f%% of steps "
+          "masked)\n",
+          (long long)a.p.n_gen, r.tg_grammar.mean, r.tg_grammar.sd,
+          100 * (1 - r.tg_grammar.mean / r.tg.mean), 100 * r.grammar_masks);
     if (r.bandwidth_gb_s > 0)
-      std::printf("generation reads %.2f GB/s = %.1f%% of the measured %.2f GB/s (ceiling %.1f tokens/s)\n",
-                  r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
-                  r.bandwidth_gb_s * 1e9 / r.bytes_per_token);
+      std::printf(
+          "generation reads %.2f GB/s = %.1f%% of the measured %.2f GB/s (ceiling %.1f tokens/s)\n",
+          r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
+          r.bandwidth_gb_s * 1e9 / r.bytes_per_token);
   }
   auto cost_line = [](const char* what, const BenchResult::Cost& c) {
-    std::printf("%s: %.2f tokens/J (%.4f J/token), $%.4f per million tokens\n", what, c.tokens_per_joule,
-                c.joules_per_token, c.usd_per_mtok);
+    std::printf("%s: %.2f tokens/J (%.4f J/token), $%.4f per million tokens\n", what,
+                c.tokens_per_joule, c.joules_per_token, c.usd_per_mtok);
   };
   std::printf("energy: %s\n", r.energy.c_str());
   if (a.p.n_prompt > 0) cost_line("prompt", r.pp_cost);
@@ -99,10 +106,13 @@ int membw(bool json) {
   }
   for (int t : {1, hw}) {
     const ComputePeak c = measure_compute_peak(t);
-    j["compute"].push_back({{"threads", t}, {"isa", c.isa}, {"fp32_gflops", c.fp32_gflops}, {"int8_gops", c.int8_gops}});
+    j["compute"].push_back({{"threads", t},
+                            {"isa", c.isa},
+                            {"fp32_gflops", c.fp32_gflops},
+                            {"int8_gops", c.int8_gops}});
     if (!json)
-      std::printf("compute, %d thread%s (%s): fp32 %.1f GFLOP/s, int8 %.1f GOP/s\n", t, t > 1 ? "s" : " ", c.isa,
-                  c.fp32_gflops, c.int8_gops);
+      std::printf("compute, %d thread%s (%s): fp32 %.1f GFLOP/s, int8 %.1f GOP/s\n", t,
+                  t > 1 ? "s" : " ", c.isa, c.fp32_gflops, c.int8_gops);
     if (hw == 1) break;
   }
   if (json) std::printf("%s\n", j.dump().c_str());
@@ -125,7 +135,8 @@ Runner add_bench(CLI::App& app) {
   c->add_flag("--json", a->json, "print one JSON object");
   add_kv_type_option(c, a->kv_type);
   add_meter_options(c, a->p.meter);
-  add_constraint_options(c, a->constraint, "also generate constrained by it (interleaved): its overhead");
+  add_constraint_options(c, a->constraint,
+                         "also generate constrained by it (interleaved): its overhead");
   c->add_flag("--mmap", a->mmap, "map the model file instead of reading it into memory");
   return [a] { return bench(*a); };
 }

@@ -56,13 +56,19 @@ int run(const RunArgs& a) {
     j["stop_reason"] = g.stop_reason;
     // As llama.cpp's server reports them: prompt_n tokens processed, cache_n served from the
     // KV cache (always 0 here: a fresh engine per run).
-    j["timings"] = {{"prompt_n", t.prompt_tokens},   {"cache_n", t.cached_tokens},
+    j["timings"] = {{"prompt_n", t.prompt_tokens},
+                    {"cache_n", t.cached_tokens},
                     {"prompt_ms", t.prompt_ms},
-                    {"prompt_per_second", t.prompt_tps()}, {"predicted_n", t.gen_tokens},
-                    {"predicted_ms", t.gen_ms},      {"predicted_per_second", t.gen_tps()},
+                    {"prompt_per_second", t.prompt_tps()},
+                    {"predicted_n", t.gen_tokens},
+                    {"predicted_ms", t.gen_ms},
+                    {"predicted_per_second", t.gen_tps()},
                     {"threads", engine->n_threads()}};
     auto charge = [](const Charge& c, int64_t n) {
-      return nlohmann::json{{"tokens", n}, {"seconds", c.seconds}, {"joules", c.joules}, {"cost_usd", c.usd},
+      return nlohmann::json{{"tokens", n},
+                            {"seconds", c.seconds},
+                            {"joules", c.joules},
+                            {"cost_usd", c.usd},
                             {"usd_per_mtok", c.usd_per_mtok(n)}};
     };
     j["meter"] = {{"energy_source", t.energy_source},
@@ -73,16 +79,19 @@ int run(const RunArgs& a) {
   } else {
     std::printf("\n");
   }
-  std::fprintf(stderr, "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | %d threads | stop: %s\n",
+  std::fprintf(stderr,
+               "prompt: %lld tokens, %.1f tokens/s | generation: %lld tokens, %.1f tokens/s | %d "
+               "threads | stop: %s\n",
                (long long)t.prompt_tokens, t.prompt_tps(), (long long)t.gen_tokens, t.gen_tps(),
                engine->n_threads(), g.stop_reason.c_str());
   const double joules = t.prompt_charge.joules + t.gen_charge.joules;
   const int64_t n = t.prompt_tokens + t.gen_tokens;
-  std::fprintf(stderr,
-               "energy: %.3f J, %.2f tokens/J (%s) | cost: $%.6f, $%.3f/Mtok prompt, $%.3f/Mtok generated\n",
-               joules, joules > 0 ? double(n) / joules : 0.0, engine->energy_description().c_str(),
-               t.prompt_charge.usd + t.gen_charge.usd, t.prompt_charge.usd_per_mtok(t.prompt_tokens),
-               t.gen_charge.usd_per_mtok(t.gen_tokens));
+  std::fprintf(
+      stderr,
+      "energy: %.3f J, %.2f tokens/J (%s) | cost: $%.6f, $%.3f/Mtok prompt, $%.3f/Mtok generated\n",
+      joules, joules > 0 ? double(n) / joules : 0.0, engine->energy_description().c_str(),
+      t.prompt_charge.usd + t.gen_charge.usd, t.prompt_charge.usd_per_mtok(t.prompt_tokens),
+      t.gen_charge.usd_per_mtok(t.gen_tokens));
   return 0;
 }
 }  // namespace

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_template);
   reg(tf::cli::add_chat);
   reg(tf::cli::add_serve);
+  reg(tf::cli::add_keygen);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

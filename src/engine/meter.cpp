@@ -1,9 +1,9 @@
 #include "engine/meter.h"
 
+#include <dirent.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <dirent.h>
 #include <fstream>
 #include <thread>
 
@@ -33,7 +33,9 @@ double steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-int hardware_threads() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+int hardware_threads() {
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 }  // namespace
 
@@ -46,7 +48,8 @@ EnergyMeter::EnergyMeter(const MeterOptions& o, int threads) {
     if (DIR* d = opendir(o.powercap_root.c_str())) {
       while (dirent* e = readdir(d)) {
         const std::string n = e->d_name;
-        if (n.rfind("intel-rapl:", 0) == 0 && n.find(':', 11) == std::string::npos) zones.push_back(n);
+        if (n.rfind("intel-rapl:", 0) == 0 && n.find(':', 11) == std::string::npos)
+          zones.push_back(n);
       }
       closedir(d);
     }
@@ -71,8 +74,10 @@ EnergyMeter::EnergyMeter(const MeterOptions& o, int threads) {
     watts_ = dflt ? kDefaultWattsPerThread * std::max(1, threads) : o.watts;
     char b[160];
     if (dflt)
-      std::snprintf(b, sizeof b, "power model: %.0f W while computing (%d threads x %.0f W default; set --watts)",
-                    watts_, std::max(1, threads), kDefaultWattsPerThread);
+      std::snprintf(
+          b, sizeof b,
+          "power model: %.0f W while computing (%d threads x %.0f W default; set --watts)", watts_,
+          std::max(1, threads), kDefaultWattsPerThread);
     else
       std::snprintf(b, sizeof b, "power model: %g W while computing (--watts)", watts_);
     describe_ = b;
@@ -108,8 +113,9 @@ Prices prices_of(const MeterOptions& o) {
   if (!(o.hardware_usd_per_hour < 1e7)) throw Error("--hardware-cost-per-hour is too large");
   Prices p;
   p.kwh = o.price_kwh;
-  p.hardware_per_hour =
-      o.hardware_usd_per_hour >= 0 ? o.hardware_usd_per_hour : kDefaultUsdPerThreadHour * hardware_threads();
+  p.hardware_per_hour = o.hardware_usd_per_hour >= 0
+                            ? o.hardware_usd_per_hour
+                            : kDefaultUsdPerThreadHour * hardware_threads();
   return p;
 }
 

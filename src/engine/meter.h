@@ -31,10 +31,10 @@ constexpr double kDefaultPriceKwh = 0.15;
 constexpr double kDefaultUsdPerThreadHour = 0.045;
 
 struct MeterOptions {
-  double watts = 0;                 // power model's draw while computing; 0 = default per thread
+  double watts = 0;  // power model's draw while computing; 0 = default per thread
   double price_kwh = kDefaultPriceKwh;
   double hardware_usd_per_hour = -1;  // < 0: kDefaultUsdPerThreadHour x hardware threads
-  bool use_rapl = true;             // read RAPL when it is readable
+  bool use_rapl = true;               // read RAPL when it is readable
   std::string powercap_root = "/sys/class/powercap";  // tests point it at a fake tree
 };
 

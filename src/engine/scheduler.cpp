@@ -55,7 +55,8 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerPa
   cp.n_threads = p_.n_threads;
   cp.kv_type = p_.kv_type;
   if (p_.kv_memory > 0) {
-    const size_t bb = KvCache::block_bytes_for(model.config().n_layer, model.config().kv_dim(), p_.kv_type);
+    const size_t bb =
+        KvCache::block_bytes_for(model.config().n_layer, model.config().kv_dim(), p_.kv_type);
     cp.kv_blocks = int64_t(p_.kv_memory / bb);
     if (cp.kv_blocks < 1)
       throw Error("the KV memory budget of " + std::to_string(p_.kv_memory) +
@@ -104,7 +105,8 @@ void Scheduler::shutdown(bool drain) {
 uint64_t Scheduler::submit(GenRequest req, GenSink sink) {
   if (req.prompt.empty()) throw Error("the prompt is empty");
   for (TokenId t : req.prompt)
-    if (t < 0 || t >= tok_.n_vocab()) throw Error("prompt token id " + std::to_string(t) + " out of range");
+    if (t < 0 || t >= tok_.n_vocab())
+      throw Error("prompt token id " + std::to_string(t) + " out of range");
   const int64_t need = int64_t(req.prompt.size()) + std::max<int32_t>(req.max_tokens, 0);
   if (int64_t(req.prompt.size()) >= n_ctx_ || need > n_ctx_)
     throw Error("the prompt (" + std::to_string(req.prompt.size()) + " tokens) plus max_tokens (" +
@@ -112,14 +114,16 @@ uint64_t Scheduler::submit(GenRequest req, GenSink sink) {
                 ") does not fit the context of " + std::to_string(n_ctx_) + " tokens");
   if (worst_blocks(req) > ctx_->kv().n_blocks())
     throw Error("the prompt (" + std::to_string(req.prompt.size()) + " tokens) plus max_tokens (" +
-                (req.max_tokens < 0 ? std::string("unset: the whole context") : std::to_string(req.max_tokens)) +
+                (req.max_tokens < 0 ? std::string("unset: the whole context")
+                                    : std::to_string(req.max_tokens)) +
                 ") does not fit the KV memory of " +
                 std::to_string(ctx_->kv().n_blocks() * KvCache::kBlockLen) + " positions");
   if (!(req.timeout_s >= 0)) throw Error("the timeout must not be negative");
   req.sampling.validate();
   auto s = std::make_shared<Seq>(std::move(req), std::move(sink), tok_);
   if (s->req.grammar)
-    s->grammar = std::make_unique<TokenGrammar>(s->req.grammar, grammar_vocab(s->req.render_special));
+    s->grammar =
+        std::make_unique<TokenGrammar>(s->req.grammar, grammar_vocab(s->req.render_special));
   s->t_submit = Clock::now();
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -296,7 +300,8 @@ bool Scheduler::step() {
   meter_.begin();
   ctx_->decode(batch);
   // The cache now holds what the batch carried.
-  for (size_t i = 0; i < batch.size(); ++i) slots_[size_t(batch.seq[i])].cached.push_back(batch.tokens[i]);
+  for (size_t i = 0; i < batch.size(); ++i)
+    slots_[size_t(batch.seq[i])].cached.push_back(batch.tokens[i]);
   for (auto& sl : slots_)
     if (sl.seq && !sl.seq->prefilling()) sl.seq->last_decoded = true;
   for (auto& [s, n] : chunks) {
@@ -306,7 +311,8 @@ bool Scheduler::step() {
     prefix_->publish(s->slot, sl.cached.data(), sl.cached.size());
   }
   std::vector<Pending> pending;
-  for (size_t i = 0; i < out_seq.size(); ++i) on_token(*out_seq[i], ctx_->logits(int64_t(i)), pending);
+  for (size_t i = 0; i < out_seq.size(); ++i)
+    on_token(*out_seq[i], ctx_->logits(int64_t(i)), pending);
   // The step (forward pass and sampling) is charged by tokens: each of its sequences pays for
   // the tokens it put in, prompt tokens to its input, decode tokens to its output. The events
   // go out after that, so that a request's final usage includes its last step.

@@ -33,6 +33,7 @@ struct TurnDelta {
 
 struct TurnUsage {
   int64_t prompt_tokens = 0, cached_tokens = 0, completion_tokens = 0, reasoning_tokens = 0;
+  Json meter;  // usage.tokenfab (the meter's figures, see openai.h meter_json), or null
 };
 
 struct AssistantTurn {

@@ -304,7 +304,7 @@ Json tool_input(const std::string& arguments) {
 
 Json usage_json(const TurnUsage& u) {
   const int64_t cached = std::min(u.cached_tokens, u.prompt_tokens);
-  return {{"input_tokens", u.prompt_tokens - cached},
+  Json j = {{"input_tokens", u.prompt_tokens - cached},
           {"cache_creation_input_tokens", 0},
           {"cache_read_input_tokens", cached},
           {"cache_creation", {{"ephemeral_5m_input_tokens", 0}, {"ephemeral_1h_input_tokens", 0}}},
@@ -314,6 +314,8 @@ Json usage_json(const TurnUsage& u) {
           {"service_tier", "standard"},
           {"inference_geo", nullptr},
           {"speed", nullptr}};
+  if (!u.meter.is_null()) j["tokenfab"] = u.meter;
+  return j;
 }
 
 Json message_shell(const std::string& id, const std::string& model, const TurnUsage& usage) {
@@ -487,6 +489,7 @@ std::vector<SseEvent> MessagesStream::finish(const AssistantTurn& t) {
                       {"output_tokens", usage["output_tokens"]},
                       {"output_tokens_details", usage["output_tokens_details"]},
                       {"server_tool_use", nullptr}};
+  if (usage.contains("tokenfab")) delta_usage["tokenfab"] = usage["tokenfab"];
   out.push_back(ev("message_delta", {{"delta",
                                       {{"stop_reason", final_message["stop_reason"]},
                                        {"stop_sequence", final_message["stop_sequence"]},

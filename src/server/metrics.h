@@ -14,6 +14,7 @@
 #include <string>
 
 #include "engine/scheduler.h"
+#include "server/tenants.h"
 
 namespace tf::server {
 
@@ -39,7 +40,10 @@ class Metrics {
   void tokens_generated(int64_t n);
   void request_timed_out() { ++timeouts_; }
   // The whole text; `loading` while the model is not ready.
-  std::string render(const SchedulerStats* s, bool loading, size_t connections) const;
+  // tenants: the meter's books per tenant (counters that persist across restarts when the
+  // server keeps a usage file); energy_source: "rapl" or "model".
+  std::string render(const SchedulerStats* s, bool loading, size_t connections,
+                     const std::vector<Tenants::Row>& tenants = {}, const std::string& energy_source = "") const;
 
  private:
   mutable std::mutex mu_;

@@ -23,7 +23,8 @@ Json error_body(const ApiError& e) {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& param, const std::string& msg, const std::string& code = "") {
+[[noreturn]] void bad(const std::string& param, const std::string& msg,
+                      const std::string& code = "") {
   ApiError e;
   e.status = 400;
   e.param = param;
@@ -51,21 +52,24 @@ double number(const Json& body, const char* name, double lo, double hi, double d
   if (!f->is_number()) bad(name, std::string("'") + name + "' must be a number");
   const double v = f->get<double>();
   if (!(v >= lo && v <= hi))
-    bad(name, std::string("'") + name + "' must be between " + num_text(lo) + " and " + num_text(hi));
+    bad(name,
+        std::string("'") + name + "' must be between " + num_text(lo) + " and " + num_text(hi));
   return v;
 }
 
 int64_t integer(const Json& body, const char* name, int64_t lo, int64_t hi, int64_t def) {
   const Json* f = field(body, name);
   if (!f) return def;
-  if (!f->is_number_integer() && !(f->is_number_float() && std::floor(f->get<double>()) == f->get<double>() &&
-                                   std::fabs(f->get<double>()) < 9e18))
+  if (!f->is_number_integer() &&
+      !(f->is_number_float() && std::floor(f->get<double>()) == f->get<double>() &&
+        std::fabs(f->get<double>()) < 9e18))
     bad(name, std::string("'") + name + "' must be an integer");
   const int64_t v = f->is_number_unsigned() && f->get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX
-                    : f->is_number_float()                                                ? int64_t(f->get<double>())
-                                                                                          : f->get<int64_t>();
+                    : f->is_number_float() ? int64_t(f->get<double>())
+                                           : f->get<int64_t>();
   if (v < lo || v > hi)
-    bad(name, std::string("'") + name + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    bad(name, std::string("'") + name + "' must be between " + std::to_string(lo) + " and " +
+                  std::to_string(hi));
   return v;
 }
 
@@ -84,7 +88,8 @@ void constraint(const Json& b, GenRequest& g) {
   const Json* js = field(b, "json_schema");
   const Json* rf = field(b, "response_format");
   if (int(gr != nullptr) + int(js != nullptr) + int(rf != nullptr) > 1)
-    bad(gr ? "grammar" : "json_schema", "give only one of 'grammar', 'json_schema' and 'response_format'");
+    bad(gr ? "grammar" : "json_schema",
+        "give only one of 'grammar', 'json_schema' and 'response_format'");
   std::string text, param;
   try {
     if (gr) {
@@ -108,7 +113,8 @@ void constraint(const Json& b, GenRequest& g) {
         text = json_schema_to_gbnf(sc ? *sc : Json{{"type", "object"}});
       } else if (t == "json_schema") {
         const Json* spec = field(*rf, "json_schema");
-        if (!spec || !spec->is_object()) bad(param, "'response_format.json_schema' must be an object");
+        if (!spec || !spec->is_object())
+          bad(param, "'response_format.json_schema' must be an object");
         const Json* sc = field(*spec, "schema");
         // No schema: any JSON object, as OpenAI's json_object mode.
         text = json_schema_to_gbnf(sc ? *sc : Json{{"type", "object"}});
@@ -141,7 +147,8 @@ void common(const Json& b, ApiRequest& r, GenRequest& g, int64_t n_ctx) {
   s.penalty_last_n = -1;  // OpenAI's penalties count every generated token
   const int64_t seed = integer(b, "seed", INT64_MIN, INT64_MAX, -1);
   const bool has_seed = field(b, "seed") != nullptr;
-  s.seed = has_seed ? uint64_t(seed) : uint64_t(std::random_device{}()) << 32 | std::random_device{}();
+  s.seed =
+      has_seed ? uint64_t(seed) : uint64_t(std::random_device{}()) << 32 | std::random_device{}();
   int64_t max_tokens = integer(b, "max_tokens", 1, INT32_MAX, -1);
   max_tokens = integer(b, "max_completion_tokens", 1, INT32_MAX, max_tokens);
   g.max_tokens = int32_t(max_tokens);
@@ -175,13 +182,15 @@ void common(const Json& b, ApiRequest& r, GenRequest& g, int64_t n_ctx) {
 void check_fit(const GenRequest& g, int64_t n_ctx) {
   const int64_t p = int64_t(g.prompt.size());
   if (p >= n_ctx)
-    bad("messages", "this model's context is " + std::to_string(n_ctx) + " tokens; the prompt has " +
-                        std::to_string(p) + " (leave room for at least one generated token)",
+    bad("messages",
+        "this model's context is " + std::to_string(n_ctx) + " tokens; the prompt has " +
+            std::to_string(p) + " (leave room for at least one generated token)",
         "context_length_exceeded");
   if (g.max_tokens > 0 && p + g.max_tokens > n_ctx)
-    bad("max_tokens", "this model's context is " + std::to_string(n_ctx) + " tokens; the prompt has " +
-                          std::to_string(p) + " and max_tokens asks for " + std::to_string(g.max_tokens) +
-                          " more",
+    bad("max_tokens",
+        "this model's context is " + std::to_string(n_ctx) + " tokens; the prompt has " +
+            std::to_string(p) + " and max_tokens asks for " + std::to_string(g.max_tokens) +
+            " more",
         "context_length_exceeded");
 }
 
@@ -209,7 +218,8 @@ void check_tools(const Json& tools) {
     const Json& t = tools[i];
     if (!t.is_object()) bad(p, "'" + p + "' must be an object");
     const Json* type = field(t, "type");
-    if (!type || *type != "function") bad(p + ".type", "only tools of type 'function' are supported");
+    if (!type || *type != "function")
+      bad(p + ".type", "only tools of type 'function' are supported");
     const Json* fn = field(t, "function");
     if (!fn || !fn->is_object()) bad(p + ".function", "'" + p + ".function' must be an object");
     const Json* name = field(*fn, "name");
@@ -217,7 +227,8 @@ void check_tools(const Json& tools) {
       bad(p + ".function.name", "'" + p + ".function.name' must be a non-empty string");
     const Json* params = field(*fn, "parameters");
     if (params && !params->is_object())
-      bad(p + ".function.parameters", "'" + p + ".function.parameters' must be a JSON Schema object");
+      bad(p + ".function.parameters",
+          "'" + p + ".function.parameters' must be a JSON Schema object");
   }
 }
 
@@ -235,13 +246,17 @@ std::string tool_choice(const Json& b, const Json* tools, std::string& named) {
     const Json* fn = field(*tc, "function");
     const Json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
     if (!name || !name->is_string())
-      bad("tool_choice", "'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
+      bad("tool_choice",
+          "'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\": "
+          "...}}");
     named = name->get<std::string>();
     mode = "function";
     bool found = false;
     if (tools)
       for (const auto& t : *tools) found |= t["function"]["name"] == named;
-    if (!found) bad("tool_choice", "'tool_choice' names the function '" + named + "', which is not in 'tools'");
+    if (!found)
+      bad("tool_choice",
+          "'tool_choice' names the function '" + named + "', which is not in 'tools'");
   } else {
     bad("tool_choice", "'tool_choice' must be a string or an object");
   }
@@ -324,7 +339,8 @@ ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl,
       if (!retried) throw;
       prompt = tmpl.apply(in);
     } catch (const Error&) {
-      bad("messages", std::string("the chat template failed on these messages: ") + e.what(), "template_error");
+      bad("messages", std::string("the chat template failed on these messages: ") + e.what(),
+          "template_error");
     }
   }
   r.format = chat::for_prompt(format, prompt);
@@ -335,9 +351,11 @@ ApiRequest parse_chat(const Json& b, const chat::ChatTemplate& tmpl,
   g.render_special = r.parse;
   if (use_tools && choice != "auto") {
     if (g.grammar)
-      bad("tool_choice", "tool_choice '" + choice + "' cannot be combined with 'grammar' or 'response_format'");
+      bad("tool_choice",
+          "tool_choice '" + choice + "' cannot be combined with 'grammar' or 'response_format'");
     try {
-      g.grammar = Grammar::parse(chat::tool_call_grammar(r.format, *tools, named, r.parallel_tool_calls));
+      g.grammar =
+          Grammar::parse(chat::tool_call_grammar(r.format, *tools, named, r.parallel_tool_calls));
     } catch (const Error& e) {
       bad("tools", std::string("cannot constrain the output to these tools: ") + e.what());
     }
@@ -363,7 +381,8 @@ ApiRequest parse_completion(const Json& b, const Tokenizer& tok, int64_t n_ctx) 
   r.top_logprobs = int(std::max<int64_t>(lp, 0));
   g.top_logprobs = int32_t(lp);
   if (boolean(b, "echo", false)) bad("echo", "'echo' is not supported");
-  if (g.max_tokens < 0) g.max_tokens = int32_t(integer(b, "max_tokens", 1, INT32_MAX, 16));  // OpenAI's default
+  if (g.max_tokens < 0)
+    g.max_tokens = int32_t(integer(b, "max_tokens", 1, INT32_MAX, 16));  // OpenAI's default
   const Json* p = field(b, "prompt");
   if (!p) bad("prompt", "'prompt' is required");
   std::vector<std::vector<TokenId>> prompts;
@@ -371,7 +390,8 @@ ApiRequest parse_completion(const Json& b, const Tokenizer& tok, int64_t n_ctx) 
     std::vector<TokenId> ids;
     for (const auto& x : arr) {
       if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= tok.n_vocab())
-        bad("prompt", "token ids in 'prompt' must be integers in 0.." + std::to_string(tok.n_vocab() - 1));
+        bad("prompt",
+            "token ids in 'prompt' must be integers in 0.." + std::to_string(tok.n_vocab() - 1));
       ids.push_back(TokenId(x.get<int64_t>()));
     }
     return ids;
@@ -383,9 +403,12 @@ ApiRequest parse_completion(const Json& b, const Tokenizer& tok, int64_t n_ctx) 
   } else if (p->is_array() && !p->empty()) {
     if (p->size() > 16) bad("prompt", "at most 16 prompts per request");
     for (const auto& x : *p) {
-      if (x.is_string()) prompts.push_back(tok.encode(x.get<std::string>(), true, true));
-      else if (x.is_array()) prompts.push_back(ids_of(x));
-      else bad("prompt", "'prompt' must be a string, an array of strings, or token ids");
+      if (x.is_string())
+        prompts.push_back(tok.encode(x.get<std::string>(), true, true));
+      else if (x.is_array())
+        prompts.push_back(ids_of(x));
+      else
+        bad("prompt", "'prompt' must be a string, an array of strings, or token ids");
     }
   } else {
     bad("prompt", "'prompt' must be a non-empty string, an array of strings, or token ids");
@@ -409,24 +432,58 @@ Json bytes_of(const std::string& s) {
 }
 }  // namespace
 
-Json usage_json(const std::vector<ChoiceResult>& choices, int n_prompts) {
-  int64_t prompt = 0, cached = 0, completion = 0;
+GenUsage sum_usage(const std::vector<ChoiceResult>& choices, int n_prompts) {
+  GenUsage s;
   std::vector<bool> seen(size_t(std::max(n_prompts, 1)), false);
   const size_t per = choices.size() / size_t(std::max(n_prompts, 1));
   for (size_t i = 0; i < choices.size(); ++i) {
-    completion += choices[i].usage.completion_tokens;
+    const GenUsage& u = choices[i].usage;
+    s.completion_tokens += u.completion_tokens;
+    // n choices of one prompt: the prompt counts once (its tokens were processed once per
+    // choice, and each choice's share of those steps is charged below).
     const size_t p = per ? i / per : 0;
     if (p < seen.size() && !seen[p]) {
       seen[p] = true;
-      prompt += choices[i].usage.prompt_tokens;
-      cached += choices[i].usage.cached_tokens;
+      s.prompt_tokens += u.prompt_tokens;
+      s.cached_tokens += u.cached_tokens;
     }
+    s.input += u.input;
+    s.output += u.output;
+    s.energy_source = u.energy_source;
+    s.queue_ms = std::max(s.queue_ms, u.queue_ms);
+    s.prompt_ms = std::max(s.prompt_ms, u.prompt_ms);
+    s.decode_ms = std::max(s.decode_ms, u.decode_ms);
   }
+  return s;
+}
+
+Json meter_json(const GenUsage& u) {
+  auto part = [](const Charge& c, int64_t n) {
+    return Json{{"joules", c.joules},
+                {"cost_usd", c.usd},
+                {"usd_per_mtok", c.usd_per_mtok(n)},
+                {"compute_seconds", c.seconds},
+                {"step_share", c.steps}};
+  };
+  return {{"energy_source", u.energy_source},
+          {"joules", u.input.joules + u.output.joules},
+          {"cost_usd", u.input.usd + u.output.usd},
+          {"step_share", u.input.steps + u.output.steps},
+          {"input", part(u.input, u.prompt_tokens)},
+          {"output", part(u.output, u.completion_tokens)},
+          {"queue_ms", u.queue_ms},
+          {"prompt_ms", u.prompt_ms},
+          {"decode_ms", u.decode_ms}};
+}
+
+Json usage_json(const std::vector<ChoiceResult>& choices, int n_prompts) {
+  const GenUsage s = sum_usage(choices, n_prompts);
   Json u = Json::object();
-  u["prompt_tokens"] = prompt;
-  u["completion_tokens"] = completion;
-  u["total_tokens"] = prompt + completion;
-  u["prompt_tokens_details"] = {{"cached_tokens", cached}};
+  u["prompt_tokens"] = s.prompt_tokens;
+  u["completion_tokens"] = s.completion_tokens;
+  u["total_tokens"] = s.prompt_tokens + s.completion_tokens;
+  u["prompt_tokens_details"] = {{"cached_tokens", s.cached_tokens}};
+  u["tokenfab"] = meter_json(s);
   return u;
 }
 
@@ -460,7 +517,8 @@ Json logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<
     offs.push_back(off);
     off += t.piece.size();
   }
-  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+  return {
+      {"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
 }
 
 Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string& id,
@@ -503,7 +561,9 @@ Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string&
 Json tool_calls_json(const std::vector<chat::ToolCall>& calls) {
   Json out = Json::array();
   for (const auto& c : calls)
-    out.push_back({{"id", c.id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+    out.push_back({{"id", c.id},
+                   {"type", "function"},
+                   {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
   return out;
 }
 

@@ -24,6 +24,7 @@ struct ApiError {
   std::string param;  // "" = null
   std::string code;   // "" = null
   std::string allow;  // 405: the methods the route takes (the Allow header)
+  int64_t retry_after = 0;  // 429 / 503: seconds for the Retry-After header (0 = 1)
 };
 Json error_body(const ApiError& e);
 
@@ -66,6 +67,11 @@ struct ChoiceResult {
 };
 
 Json usage_json(const std::vector<ChoiceResult>& choices, int n_prompts);
+// The meter's figures for usage.tokenfab: joules, dollars, and the step share, for the prompt
+// ("input") and the generated tokens ("output"), and where the energy figure came from.
+Json meter_json(const GenUsage& u);
+// The same over several generations (n choices, several prompts: their sum).
+GenUsage sum_usage(const std::vector<ChoiceResult>& choices, int n_prompts);
 Json logprobs_json(const ApiRequest& r, const Tokenizer& tok, const std::vector<GenToken>& toks,
                    size_t text_offset);
 Json full_response(const ApiRequest& r, const Tokenizer& tok, const std::string& id,

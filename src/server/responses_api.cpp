@@ -321,6 +321,7 @@ void complete(Json& r, const std::string& finish_reason, const TurnUsage& u) {
                 {"output_tokens", u.completion_tokens},
                 {"output_tokens_details", {{"reasoning_tokens", u.reasoning_tokens}}},
                 {"total_tokens", u.prompt_tokens + u.completion_tokens}};
+  if (!u.meter.is_null()) r["usage"]["tokenfab"] = u.meter;
 }
 
 }  // namespace

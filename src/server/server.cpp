@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
@@ -12,10 +13,12 @@
 #include <thread>
 
 #include "chat/chat_template.h"
+#include "server/audit.h"
 #include "server/messages_api.h"
 #include "server/metrics.h"
 #include "server/openai.h"
 #include "server/responses_api.h"
+#include "server/tenants.h"
 #include "tokenfab/tokenfab.h"
 #include "tools/progress.h"
 #include "util/error.h"
@@ -26,7 +29,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+std::string dump(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
 
 HttpResponse json_response(int status, const Json& body) {
   HttpResponse r;
@@ -37,13 +42,14 @@ HttpResponse json_response(int status, const Json& body) {
 
 HttpResponse error_response(const ApiError& e) {
   HttpResponse r = json_response(e.status, error_body(e));
-  if (e.status == 429 || e.status == 503) r.headers["Retry-After"] = "1";
+  if (e.status == 429 || e.status == 503)
+    r.headers["Retry-After"] = std::to_string(std::max<int64_t>(1, e.retry_after));
   if (e.status == 405 && !e.allow.empty()) r.headers["Allow"] = e.allow;
   return r;
 }
 
-ApiError api_error(int status, const std::string& type, const std::string& msg, const std::string& code = "",
-                   const std::string& param = "") {
+ApiError api_error(int status, const std::string& type, const std::string& msg,
+                   const std::string& code = "", const std::string& param = "") {
   ApiError e;
   e.status = status;
   e.type = type;
@@ -66,12 +72,30 @@ bool same_secret(const std::string& a, const std::string& b) {
 
 std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
-  static const uint64_t base = uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+  static const uint64_t base =
+      uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
   char b[64];
   std::snprintf(b, sizeof b, "%s%016llx%04llx", prefix, (unsigned long long)base,
                 (unsigned long long)(counter++ & 0xffff));
   return b;
 }
+
+// A tenant's concurrent-request slot, held from admission to the request's end.
+struct Lease {
+  Tenants* tenants;
+  std::string tenant;
+  Lease(Tenants* t, std::string n) : tenants(t), tenant(std::move(n)) {}
+  ~Lease() { tenants->release(tenant); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+};
+
+// Who sent a request, as far as routing has found out (for the audit log).
+struct RequestInfo {
+  std::string tenant;  // "" until authenticated
+  std::string model;
+  bool generation = false;  // a request for the engine (not /health, /metrics, /v1/models)
+};
 
 // Which API a request came through: one engine path, four wire formats.
 enum class ApiKind { kChat, kCompletion, kResponses, kMessages };
@@ -89,13 +113,15 @@ struct Job {
   std::shared_ptr<Stream> stream;
   std::vector<ChoiceResult> results;
   std::vector<bool> started;
-  std::vector<size_t> offsets;      // text offsets (completions logprobs)
-  std::vector<uint64_t> ids;        // scheduler ids
+  std::vector<size_t> offsets;  // text offsets (completions logprobs)
+  std::vector<uint64_t> ids;    // scheduler ids
   std::vector<Clock::time_point> last_token;
   Clock::time_point t0;
   int remaining = 0;
   std::string endpoint;
-  std::mutex mu;  // sinks run on the scheduler thread; on_close on the I/O thread
+  std::string tenant;
+  std::unique_ptr<Lease> lease;  // released when the last generation ends
+  std::mutex mu;                 // sinks run on the scheduler thread; on_close on the I/O thread
 };
 
 class Server {
@@ -104,7 +130,8 @@ class Server {
     model_id_ = o.model_id;
     if (model_id_.empty()) {
       std::string base = o.model_path.substr(o.model_path.find_last_of('/') + 1);
-      if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0) base.resize(base.size() - 5);
+      if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0)
+        base.resize(base.size() - 5);
       model_id_ = base;
     }
   }
@@ -115,24 +142,66 @@ class Server {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     signal(SIGPIPE, SIG_IGN);
 
-    http_ = std::make_unique<HttpServer>(o_.http, [this](const HttpRequest& r, const std::shared_ptr<Stream>& s) {
-      return handle(r, s);
-    });
+    // The books first: a bad keys file, usage file or audit path is a startup error.
+    try {
+      std::string usage = o_.usage_file;
+      if (usage.empty() && !o_.api_keys_file.empty()) usage = o_.api_keys_file + ".usage.json";
+      tenants_.open(o_.api_keys_file, usage);
+      audit_ = std::make_unique<AuditLog>(o_.audit);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
+    if (tenants_.has_keys())
+      std::fprintf(stderr, "tokenfab: %zu tenants from %s (usage in %s)\n",
+                   tenants_.snapshot().size(), o_.api_keys_file.c_str(),
+                   tenants_.usage_file().c_str());
+
+    http_ = std::make_unique<HttpServer>(
+        o_.http,
+        [this](const HttpRequest& r, const std::shared_ptr<Stream>& s) { return handle(r, s); });
     const int port = http_->listen();
-    std::fprintf(stderr, "tokenfab: listening on http://%s:%d (model %s loading)\n", o_.http.host.c_str(), port,
-                 model_id_.c_str());
+    std::fprintf(stderr, "tokenfab: listening on http://%s:%d (model %s loading)\n",
+                 o_.http.host.c_str(), port, model_id_.c_str());
     std::fflush(stderr);
 
     std::thread loader([this] { load(); });
     std::thread watcher([this, set] {
-      int sig = 0;
-      sigwait(&set, &sig);
-      if (exiting_) return;  // our own wake-up at exit
-      std::fprintf(stderr, "tokenfab: %s: shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      shutdown();
+      for (;;) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (exiting_) return;  // our own wake-up at exit
+        if (sig == SIGHUP) {   // re-read the keys file; a bad one keeps the keys in force
+          try {
+            tenants_.reload();
+            std::fprintf(stderr, "tokenfab: SIGHUP: %s reloaded\n",
+                         tenants_.has_keys() ? tenants_.keys_file().c_str() : "nothing to be");
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "tokenfab: SIGHUP: %s; the previous keys stay in force\n",
+                         e.what());
+          }
+          std::fflush(stderr);
+          continue;
+        }
+        std::fprintf(stderr, "tokenfab: %s: shutting down\n",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        shutdown();
+        return;
+      }
+    });
+    // The usage counters reach their file within a second of changing.
+    std::thread persister([this] {
+      std::unique_lock<std::mutex> lk(persist_mu_);
+      while (!persist_stop_) {
+        persist_cv_.wait_for(lk, std::chrono::seconds(1));
+        lk.unlock();
+        tenants_.save();
+        lk.lock();
+      }
     });
     http_->run();
     // The loop ended: by shutdown(), or because loading failed.
@@ -143,7 +212,14 @@ class Server {
       pthread_kill(watcher.native_handle(), SIGTERM);
     }
     watcher.join();
-    sched_.reset();
+    sched_.reset();  // the last requests end (and are charged)
+    {
+      std::lock_guard<std::mutex> lk(persist_mu_);
+      persist_stop_ = true;
+    }
+    persist_cv_.notify_all();
+    persister.join();
+    if (!tenants_.save() && exit_code_ == 0) exit_code_ = 1;
     return exit_code_;
   }
 
@@ -169,8 +245,9 @@ class Server {
         std::stringstream ss;
         ss << f.rdbuf();
         const Tokenizer& tok = engine->tokenizer();
-        tmpl = std::make_unique<chat::ChatTemplate>(ss.str(), tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-                                                    tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
+        tmpl = std::make_unique<chat::ChatTemplate>(
+            ss.str(), tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
+            tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
       } else {
         tmpl = std::make_unique<chat::ChatTemplate>(
             chat::ChatTemplate::from_model(engine->model().file(), engine->tokenizer()));
@@ -185,6 +262,7 @@ class Server {
       sp.kv_type = o_.kv_type;
       sp.max_queue = o_.max_queue;
       sp.kv_memory = o_.kv_memory;
+      sp.meter = o_.meter;
       auto sched = std::make_unique<Scheduler>(engine->model(), engine->tokenizer(), sp);
       {
         std::lock_guard<std::mutex> lk(mu_);
@@ -194,8 +272,12 @@ class Server {
         sched_ = std::move(sched);
       }
       ready_ = true;
-      std::fprintf(stderr, "tokenfab: ready: %s, %d sequences x %lld positions, %d threads\n", model_id_.c_str(),
-                   o_.parallel, (long long)sched_->n_ctx(), engine_->n_threads());
+      std::fprintf(stderr, "tokenfab: ready: %s, %d sequences x %lld positions, %d threads\n",
+                   model_id_.c_str(), o_.parallel, (long long)sched_->n_ctx(),
+                   engine_->n_threads());
+      std::fprintf(stderr, "tokenfab: energy: %s; prices $%g/kWh, hardware $%g/h\n",
+                   sched_->energy().describe().c_str(), sched_->prices().kwh,
+                   sched_->prices().hardware_per_hour);
       std::fflush(stderr);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
@@ -225,33 +307,51 @@ class Server {
     while (path.size() > 1 && path.back() == '/') path.pop_back();
     const std::string endpoint = path;
     HttpReply out;
+    RequestInfo info;
+    std::string error;
+    const auto t0 = Clock::now();
     try {
-      out = route(req, path, stream);
+      out = route(req, path, stream, info);
     } catch (const ApiError& e) {
       out = reply(error_response(e));
+      error = e.message;
       // Anthropic's clients read their own error shape (headers as for any error).
-      if (path.rfind("/v1/messages", 0) == 0) out.response.body = dump(anthropic_error(e.status, e.message));
+      if (path.rfind("/v1/messages", 0) == 0)
+        out.response.body = dump(anthropic_error(e.status, e.message));
     }
-    if (out.mode == HttpReply::Now) metrics_.request_done(endpoint_label(endpoint), out.response.status);
+    if (out.mode == HttpReply::Now) {
+      metrics_.request_done(endpoint_label(endpoint), out.response.status);
+      if (info.generation && audit_->enabled()) {
+        Json rec = {
+            {"endpoint", endpoint_label(endpoint)},
+            {"tenant", info.tenant.empty() ? Json() : Json(info.tenant)},
+            {"model", info.model.empty() ? Json() : Json(info.model)},
+            {"status", out.response.status},
+            {"latency_ms", std::chrono::duration<double, std::milli>(Clock::now() - t0).count()}};
+        if (!error.empty()) rec["error"] = error;
+        audit_->write(rec);
+      }
+    }
     return out;
   }
 
   static std::string endpoint_label(const std::string& path) {
-    static const char* const known[] = {"/v1/chat/completions", "/v1/completions", "/v1/responses",
-                                        "/v1/messages",         "/v1/messages/count_tokens",
-                                        "/v1/models",           "/health",
-                                        "/metrics"};
+    static const char* const known[] = {
+        "/v1/chat/completions",      "/v1/completions", "/v1/responses", "/v1/messages",
+        "/v1/messages/count_tokens", "/v1/models",      "/health",       "/metrics"};
     for (const char* k : known)
       if (path == k) return k;
     if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";
     return "other";
   }
 
-  HttpReply route(const HttpRequest& req, const std::string& path, const std::shared_ptr<Stream>& stream) {
+  HttpReply route(const HttpRequest& req, const std::string& path,
+                  const std::shared_ptr<Stream>& stream, RequestInfo& info) {
     auto method_is = [&](const char* m) {
       if (req.method == m) return;
-      ApiError e = api_error(405, "invalid_request_error", "method " + req.method + " is not allowed on " + path,
-                             "method_not_allowed");
+      ApiError e =
+          api_error(405, "invalid_request_error",
+                    "method " + req.method + " is not allowed on " + path, "method_not_allowed");
       e.allow = m;
       throw e;
     };
@@ -268,7 +368,8 @@ class Server {
       SchedulerStats st;
       const bool have = ready_ && sched_;
       if (have) st = sched_->stats();
-      r.body = metrics_.render(have ? &st : nullptr, !ready_, http_->open_connections());
+      r.body = metrics_.render(have ? &st : nullptr, !ready_, http_->open_connections(),
+                               tenants_.snapshot(), have ? sched_->energy().source() : "");
       return reply(r);
     }
     const bool v1 = path.rfind("/v1/", 0) == 0;
@@ -277,40 +378,56 @@ class Server {
                        path == "/v1/responses" || path == "/v1/messages" ||
                        path == "/v1/messages/count_tokens";
     if (!known) throw api_error(404, "invalid_request_error", "unknown route " + path, "not_found");
-    if (v1 && !o_.api_key.empty()) {
+    info.generation = req.method == "POST" && path.rfind("/v1/models", 0) != 0;
+    if (v1 && (tenants_.has_keys() || !o_.api_key.empty())) {
       std::string auth = req.header("authorization");
       // Anthropic clients send the key as x-api-key.
-      if (auth.empty() && !req.header("x-api-key").empty()) auth = "Bearer " + req.header("x-api-key");
-      const std::string want = "Bearer " + o_.api_key;
-      if (!same_secret(auth, want))
-        throw api_error(401, "authentication_error",
-                        auth.empty() ? "missing API key (send Authorization: Bearer KEY)" : "incorrect API key",
-                        "invalid_api_key");
+      if (auth.empty() && !req.header("x-api-key").empty())
+        auth = "Bearer " + req.header("x-api-key");
+      const auto refuse = [&] {
+        return api_error(
+            401, "authentication_error",
+            auth.empty() ? "missing API key (send Authorization: Bearer KEY)" : "incorrect API key",
+            "invalid_api_key");
+      };
+      if (tenants_.has_keys()) {
+        const bool bearer = auth.rfind("Bearer ", 0) == 0;
+        const auto t = bearer ? tenants_.authenticate(auth.substr(7)) : std::nullopt;
+        if (!t) throw refuse();
+        info.tenant = *t;
+      } else if (!same_secret(auth, "Bearer " + o_.api_key)) {
+        throw refuse();
+      }
     }
+    if (info.tenant.empty()) info.tenant = "default";
     if (path == "/v1/models" || path.rfind("/v1/models/", 0) == 0) {
       method_is("GET");
-      Json m = {{"id", model_id_}, {"object", "model"}, {"created", created_}, {"owned_by", "tokenfab"}};
+      Json m = {
+          {"id", model_id_}, {"object", "model"}, {"created", created_}, {"owned_by", "tokenfab"}};
       if (path != "/v1/models") {
         if (path.substr(11) != model_id_)
-          throw api_error(404, "invalid_request_error", "the model '" + path.substr(11) + "' does not exist",
-                          "model_not_found", "model");
+          throw api_error(404, "invalid_request_error",
+                          "the model '" + path.substr(11) + "' does not exist", "model_not_found",
+                          "model");
         return reply(json_response(200, m));
       }
       return reply(json_response(200, {{"object", "list"}, {"data", Json::array({m})}}));
     }
     method_is("POST");
-    if (shutting_down_) throw api_error(503, "server_error", "the server is shutting down", "shutting_down");
-    if (!ready_) throw api_error(503, "server_error", "the model is still loading", "model_loading");
+    if (shutting_down_)
+      throw api_error(503, "server_error", "the server is shutting down", "shutting_down");
+    if (!ready_)
+      throw api_error(503, "server_error", "the model is still loading", "model_loading");
     Json body;
     // nlohmann's parser stops at a NUL byte; no valid JSON holds a raw one.
     if (req.body.find('\0') != std::string::npos)
-      throw api_error(400, "invalid_request_error", "the body is not valid JSON: it contains a NUL byte",
-                      "invalid_json");
+      throw api_error(400, "invalid_request_error",
+                      "the body is not valid JSON: it contains a NUL byte", "invalid_json");
     try {
       body = Json::parse(req.body);
     } catch (const std::exception& e) {
-      throw api_error(400, "invalid_request_error", std::string("the body is not valid JSON: ") + e.what(),
-                      "invalid_json");
+      throw api_error(400, "invalid_request_error",
+                      std::string("the body is not valid JSON: ") + e.what(), "invalid_json");
     }
     ApiKind kind = ApiKind::kCompletion;
     Json chat_body;
@@ -336,7 +453,8 @@ class Server {
     } catch (const ApiError& e) {
       // A streamed Responses request learns of a context overflow as response.failed (what
       // Codex CLI looks for), in a stream of its own.
-      if (kind == ApiKind::kResponses && e.code == "context_length_exceeded" && chat_body.value("stream", false)) {
+      if (kind == ApiKind::kResponses && e.code == "context_length_exceeded" &&
+          chat_body.value("stream", false)) {
         ResponsesStream rs(random_id("resp_"), model_id_, int64_t(std::time(nullptr)), body);
         HttpResponse r;
         r.content_type = "text/event-stream";
@@ -347,14 +465,23 @@ class Server {
     }
     if (!api.model.empty() && api.model != model_id_ && kind != ApiKind::kMessages &&
         kind != ApiKind::kResponses)
-      throw api_error(404, "invalid_request_error", "the model '" + api.model + "' does not exist", "model_not_found",
-                      "model");
+      throw api_error(404, "invalid_request_error", "the model '" + api.model + "' does not exist",
+                      "model_not_found", "model");
     // Agent clients name their own models (claude-..., gpt-5-codex): this server answers with
     // the one it has.
-    if (api.model.empty() || kind == ApiKind::kMessages || kind == ApiKind::kResponses) api.model = model_id_;
+    if (api.model.empty() || kind == ApiKind::kMessages || kind == ApiKind::kResponses)
+      api.model = model_id_;
     if ((kind == ApiKind::kResponses || kind == ApiKind::kMessages) && api.gens.size() != 1)
       throw api_error(400, "invalid_request_error", "one generation per request", "invalid_value");
-    return start(std::move(api), kind, std::move(body), endpoint_label(path), stream);
+    info.model = api.model;
+    if (auto no = tenants_.admit(info.tenant, api.model)) {
+      ApiError e = api_error(no->status, no->type, no->message, no->code);
+      e.retry_after = no->retry_after_s;
+      throw e;
+    }
+    auto lease = std::make_unique<Lease>(&tenants_, info.tenant);
+    return start(std::move(api), kind, std::move(body), endpoint_label(path), stream,
+                 std::move(lease));
   }
 
   static std::string sse_event(const SseEvent& ev) {
@@ -362,8 +489,10 @@ class Server {
   }
 
   HttpReply start(ApiRequest api, ApiKind kind, Json body, const std::string& endpoint,
-                  const std::shared_ptr<Stream>& stream) {
+                  const std::shared_ptr<Stream>& stream, std::unique_ptr<Lease> lease) {
     auto job = std::make_shared<Job>();
+    job->tenant = lease->tenant;
+    job->lease = std::move(lease);
     job->kind = kind;
     job->api = std::move(api);
     job->body = std::move(body);
@@ -391,23 +520,27 @@ class Server {
       for (size_t i = 0; i < n; ++i) {
         try {
           job->api.gens[i].timeout_s = o_.request_timeout_s;
-          job->ids.push_back(sched_->submit(job->api.gens[i], [this, job, i](const GenEvent& e) { on_event(*job, i, e); }));
+          job->ids.push_back(sched_->submit(
+              job->api.gens[i], [this, job, i](const GenEvent& e) { on_event(*job, i, e); }));
         } catch (const Scheduler::QueueFull& e) {
           for (uint64_t id : job->ids) sched_->cancel(id);
           job->remaining = -1;  // the events of the cancelled ones are ignored
-          throw api_error(429, "rate_limit_error", std::string("server busy: ") + e.what(), "queue_full");
+          throw api_error(429, "rate_limit_error", std::string("server busy: ") + e.what(),
+                          "queue_full");
         } catch (const Error& e) {
           for (uint64_t id : job->ids) sched_->cancel(id);
           job->remaining = -1;
           const std::string msg = e.what();
           throw api_error(400, "invalid_request_error", msg,
-                          msg.find("context") != std::string::npos ? "context_length_exceeded" : "invalid_value");
+                          msg.find("context") != std::string::npos ? "context_length_exceeded"
+                                                                   : "invalid_value");
         }
       }
       // The opening events go out with the response head, before anything the sinks write
       // (they wait for job->mu until the writers exist).
       if (job->api.stream && kind == ApiKind::kResponses) {
-        job->responses = std::make_unique<ResponsesStream>(job->id, job->api.model, job->created, job->body);
+        job->responses =
+            std::make_unique<ResponsesStream>(job->id, job->api.model, job->created, job->body);
         for (const auto& ev : job->responses->start()) opening += sse_event(ev);
       } else if (job->api.stream && kind == ApiKind::kMessages) {
         job->messages = std::make_unique<MessagesStream>(job->id, job->api.model);
@@ -462,7 +595,8 @@ class Server {
     if (j.api.parse) {
       t.content = c.parsed.content;
       t.reasoning = c.parsed.reasoning;
-      for (const auto& tc : c.parsed.tool_calls) t.tool_calls.push_back({tc.id, tc.name, tc.arguments});
+      for (const auto& tc : c.parsed.tool_calls)
+        t.tool_calls.push_back({tc.id, tc.name, tc.arguments});
     } else {
       t.content = c.text;
     }
@@ -471,11 +605,13 @@ class Server {
     t.usage.prompt_tokens = c.usage.prompt_tokens;
     t.usage.cached_tokens = c.usage.cached_tokens;
     t.usage.completion_tokens = c.usage.completion_tokens;
+    t.usage.meter = meter_json(c.usage);
     // Reasoning tokens, counted as the text tokenizes (the stream does not mark where the
     // reasoning ended token by token).
     if (!t.reasoning.empty())
-      t.usage.reasoning_tokens = std::min<int64_t>(
-          int64_t(engine_->tokenizer().encode(t.reasoning, false, false).size()), t.usage.completion_tokens);
+      t.usage.reasoning_tokens =
+          std::min<int64_t>(int64_t(engine_->tokenizer().encode(t.reasoning, false, false).size()),
+                            t.usage.completion_tokens);
     return t;
   }
 
@@ -483,6 +619,49 @@ class Server {
                          const std::string& code) {
     if (j.kind == ApiKind::kMessages) return json_response(status, anthropic_error(status, msg));
     return error_response(api_error(status, type, msg, code));
+  }
+
+  // A request's end, whatever its outcome: the tenant is charged for what it used and gets
+  // its slot back, the metrics count it, and the audit log gets its line. With j.mu held.
+  void settle(Job& j, int status) {
+    const int n_prompts = j.api.prompt_of.empty() ? 1 : j.api.prompt_of.back() + 1;
+    const GenUsage u = sum_usage(j.results, n_prompts);
+    TenantCharge c;
+    c.prompt_tokens = u.prompt_tokens;
+    c.cached_tokens = u.cached_tokens;
+    c.completion_tokens = u.completion_tokens;
+    c.joules = u.input.joules + u.output.joules;
+    c.input_usd = u.input.usd;
+    c.output_usd = u.output.usd;
+    c.seconds = u.input.seconds + u.output.seconds;
+    tenants_.charge(j.tenant, c);
+    j.lease.reset();
+    metrics_.request_done(j.endpoint, status);
+    if (!audit_->enabled()) return;
+    Json reasons = Json::array();
+    for (const auto& r : j.results) reasons.push_back(r.finish_reason);
+    Json rec = {
+        {"id", j.id},
+        {"endpoint", j.endpoint},
+        {"tenant", j.tenant},
+        {"model", j.api.model},
+        {"status", status},
+        {"stream", j.api.stream},
+        {"finish_reasons", reasons},
+        {"prompt_tokens", u.prompt_tokens},
+        {"cached_tokens", u.cached_tokens},
+        {"completion_tokens", u.completion_tokens},
+        {"joules", c.joules},
+        {"cost_usd", c.input_usd + c.output_usd},
+        {"energy_source", u.energy_source},
+        {"latency_ms", std::chrono::duration<double, std::milli>(Clock::now() - j.t0).count()}};
+    if (audit_->content()) {
+      rec["request"] = j.body;
+      Json outs = Json::array();
+      for (const auto& r : j.results) outs.push_back(r.text);
+      rec["output"] = outs;
+    }
+    audit_->write(rec);
   }
 
   // Runs on the scheduler thread.
@@ -539,7 +718,8 @@ class Server {
     c.stop_string = e.stop_string;
     if (j.parsers[i]) {
       c.parsed = j.parsers[i]->result();
-      if (!j.api.parallel_tool_calls && c.parsed.tool_calls.size() > 1) c.parsed.tool_calls.resize(1);
+      if (!j.api.parallel_tool_calls && c.parsed.tool_calls.size() > 1)
+        c.parsed.tool_calls.resize(1);
       if (!c.parsed.tool_calls.empty() && c.finish_reason == "stop") c.finish_reason = "tool_calls";
     }
     if (e.finish_reason == "timeout") metrics_.request_timed_out();
@@ -547,26 +727,32 @@ class Server {
     if (e.finish_reason == "error") error_ = e.error;
     if (j.api.stream && !j.responses && !j.messages) {
       if (!j.started[i]) {
-        send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), {}, {}, "", true, 0));
+        send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), {}, {}, "",
+                               true, 0));
         j.started[i] = true;
       }
-      send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), {}, {}, c.finish_reason, false, 0));
+      send_sse(j, chunk_json(j.api, engine_->tokenizer(), j.id, j.created, int(i), {}, {},
+                             c.finish_reason, false, 0));
     }
     if (--j.remaining > 0) return;
     int n_prompts = j.api.prompt_of.empty() ? 1 : j.api.prompt_of.back() + 1;
     if (j.api.stream) {
+      settle(j,
+             200);  // before the last bytes: a client that reads the books next sees this request
       if (j.responses) {
         if (c.finish_reason == "error" || c.finish_reason == "cancelled")
-          send_events(j, j.responses->fail(c.finish_reason == "error" ? "server_error" : "cancelled",
-                                           c.finish_reason == "error" ? "generation failed: " + error_
-                                                                      : "the server stopped this request"));
+          send_events(
+              j, j.responses->fail(c.finish_reason == "error" ? "server_error" : "cancelled",
+                                   c.finish_reason == "error" ? "generation failed: " + error_
+                                                              : "the server stopped this request"));
         else
           send_events(j, j.responses->finish(turn_of(j)));
       } else if (j.messages) {
         if (c.finish_reason == "error" || c.finish_reason == "cancelled")
-          send_events(j, {MessagesStream::error_event("api_error", c.finish_reason == "error"
-                                                                        ? "generation failed: " + error_
-                                                                        : "the server stopped this request")});
+          send_events(
+              j, {MessagesStream::error_event(
+                     "api_error", c.finish_reason == "error" ? "generation failed: " + error_
+                                                             : "the server stopped this request")});
         else
           send_events(j, j.messages->finish(turn_of(j)));
       } else {
@@ -584,7 +770,6 @@ class Server {
         j.stream->write("data: [DONE]\n\n");
       }
       j.stream->end();
-      metrics_.request_done(j.endpoint, 200);
       --streams_open_;
       return;
     }
@@ -594,17 +779,19 @@ class Server {
       all_cancelled &= r.finish_reason == "cancelled";
     }
     if (all_cancelled && shutting_down_) {
-      metrics_.request_done(j.endpoint, 503);
-      j.stream->respond(error_for(j, 503, "server_error", "the server shut down before this request finished",
+      settle(j, 503);
+      j.stream->respond(error_for(j, 503, "server_error",
+                                  "the server shut down before this request finished",
                                   "shutting_down"));
       return;
     }
     if (failed) {
-      metrics_.request_done(j.endpoint, 500);
-      j.stream->respond(error_for(j, 500, "server_error", "generation failed: " + error_, "internal_error"));
+      settle(j, 500);
+      j.stream->respond(
+          error_for(j, 500, "server_error", "generation failed: " + error_, "internal_error"));
       return;
     }
-    metrics_.request_done(j.endpoint, 200);
+    settle(j, 200);
     Json out;
     if (j.kind == ApiKind::kResponses)
       out = responses_object(turn_of(j), j.id, j.api.model, j.created, j.body);
@@ -627,6 +814,11 @@ class Server {
   std::atomic<bool> ready_{false}, shutting_down_{false}, exiting_{false};
   std::atomic<int> streams_open_{0};
   Metrics metrics_;
+  Tenants tenants_;
+  std::unique_ptr<AuditLog> audit_;
+  std::mutex persist_mu_;
+  std::condition_variable persist_cv_;
+  bool persist_stop_ = false;
   std::string error_;
   int exit_code_ = 0;
 };

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "engine/meter.h"
+#include "server/audit.h"
 #include "server/http.h"
 #include "tensor/dtype.h"
 
@@ -25,6 +27,13 @@ struct ServeOptions {
   size_t max_queue = 256;
   size_t kv_memory = 0;            // KV-cache bytes; 0 = parallel x ctx positions
   double request_timeout_s = 600;  // per request, from arrival; 0 = none
+  MeterOptions meter;              // energy source and prices (engine/meter.h)
+  // Tenants (server/tenants.h): keys, budgets and limits; "" = one tenant, "default".
+  std::string api_keys_file;
+  // The tenants' usage counters, kept across restarts; "" = the keys file's path plus
+  // ".usage.json" when there is one, else in memory only.
+  std::string usage_file;
+  AuditOptions audit;  // one JSON line per request (server/audit.h)
 };
 
 // Runs the server until a signal; returns the process exit code.

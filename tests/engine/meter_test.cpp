@@ -198,7 +198,8 @@ TEST_F(MeterSchedulerTest, SixteenIdenticalRequestsEachPayASixteenth) {
   EXPECT_NEAR(sum.usd, st.metered.usd, 1e-9 * st.metered.usd + 1e-15);
   // The power model: joules are watts x seconds; dollars are energy plus hardware time.
   EXPECT_NEAR(st.metered.joules, 50 * st.metered.seconds, 1e-9);
-  EXPECT_NEAR(st.metered.usd, st.metered.joules / 3.6e6 * 0.15 + st.metered.seconds * 1.8 / 3600, 1e-12);
+  EXPECT_NEAR(st.metered.usd, st.metered.joules / 3.6e6 * 0.15 + st.metered.seconds * 1.8 / 3600,
+              1e-12);
   // The gate's step, then one prompt step and 23 decode steps, each shared by all 16.
   EXPECT_NEAR(gu.input.steps, 1.0, 1e-12);
   EXPECT_EQ(st.steps, 25);
