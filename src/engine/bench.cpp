@@ -75,18 +75,22 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
         continue;
       }
       std::copy(ctx.logits(0), ctx.logits(0) + ctx.n_vocab(), logits.begin());
-      next = argmax(logits.data(), ctx.n_vocab());
-      if (!with_grammar) continue;
+      if (!with_grammar) {
+        next = argmax(logits.data(), ctx.n_vocab());
+        continue;
+      }
       if (!g || g->dead()) g = std::make_unique<TokenGrammar>(p.grammar, p.grammar_vocab);
       ++constrained_steps;
-      if (!g->allows(next)) {
-        ++masks;
-        if (!g->mask(logits.data(), ctx.n_vocab())) {  // a dead end: start over
-          g.reset();
-          continue;
-        }
-        next = argmax(logits.data(), ctx.n_vocab());
+      bool masked = false;
+      const int64_t nv = ctx.n_vocab();
+      const int32_t t = g->choose(
+          logits.data(), nv, true, [&](float* l) { return argmax(l, nv); }, &masked);
+      masks += masked;
+      if (t < 0) {  // a dead end: start over
+        g.reset();
+        continue;
       }
+      next = t;
       g->accept(next);
     }
     return std::chrono::duration<double>(Clock::now() - t0).count();

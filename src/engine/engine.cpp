@@ -135,17 +135,14 @@ Generation Engine::generate_ids(std::vector<TokenId> prompt_ids, const GenerateO
   for (int32_t i = 0; opts.n_predict < 0 || i < opts.n_predict; ++i) {
     std::copy(ctx_->logits(0), ctx_->logits(0) + ctx_->n_vocab(), logits.begin());
     for (TokenId id : banned) logits[size_t(id)] = -INFINITY;
-    TokenId tok = -1;
-    // As the scheduler does: greedy checks the model's choice first, sampling masks first.
-    if (gm && greedy) tok = sampler.sample(logits.data(), ctx_->n_vocab());
-    if (gm && (!greedy || !gm->allows(tok))) {
-      if (!gm->mask(logits.data(), ctx_->n_vocab())) {
-        g.stop_reason = "grammar";
-        break;
-      }
-      tok = -1;
+    const int64_t nv = ctx_->n_vocab();
+    const TokenId tok =
+        gm ? gm->choose(logits.data(), nv, greedy, [&](float* l) { return sampler.sample(l, nv); })
+           : sampler.sample(logits.data(), nv);
+    if (tok < 0) {  // no token can continue the output
+      g.stop_reason = "grammar";
+      break;
     }
-    if (tok < 0) tok = sampler.sample(logits.data(), ctx_->n_vocab());
     sampler.accept(tok);
     g.tokens.push_back(tok);
     if (tok_->is_eog(tok)) {

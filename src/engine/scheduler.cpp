@@ -369,21 +369,15 @@ void Scheduler::on_token(Seq& s, const float* raw, std::vector<Pending>& out) {
   if (!s.grammar) {
     tok = s.sampler.sample(logits.data(), nv);
   } else {
-    // Greedy: the model's own choice is usually allowed, and then it is the masked argmax too
-    // (one token checked instead of the whole vocabulary). Sampling masks first, so that the
-    // chain (top-k, top-p, ...) works over the allowed tokens only.
-    const bool greedy = s.req.sampling.temperature <= 0.f;
-    tok = greedy ? s.sampler.sample(logits.data(), nv) : -1;
-    if (!greedy || !s.grammar->allows(tok)) {
-      if (!s.grammar->mask(logits.data(), nv)) {  // nothing can continue the output
-        s.held += s.dec.flush();
-        GenEvent ev;
-        ev.text = std::move(s.held);
-        s.held.clear();
-        out.push_back({&s, std::move(ev), "stop"});
-        return;
-      }
-      tok = s.sampler.sample(logits.data(), nv);
+    tok = s.grammar->choose(logits.data(), nv, s.req.sampling.temperature <= 0.f,
+                            [&](float* l) { return s.sampler.sample(l, nv); });
+    if (tok < 0) {  // nothing can continue the output
+      s.held += s.dec.flush();
+      GenEvent ev;
+      ev.text = std::move(s.held);
+      s.held.clear();
+      out.push_back({&s, std::move(ev), "stop"});
+      return;
     }
     s.grammar->accept(tok);
   }

@@ -35,6 +35,24 @@ class TokenGrammar {
   bool allows(int32_t token);
   // Sets the logit of every token that may not come next to -inf. False when none may.
   bool mask(float* logits, int64_t n_vocab);
+  // The next token: `sample(logits)` drawn from the allowed ones, or -1 when none is allowed.
+  // Greedy decoding takes the model's own choice when the grammar allows it (then it is the
+  // masked argmax too: one token checked instead of the whole vocabulary) and masks only when
+  // it is refused; sampling masks first, so that the chain (top-k, top-p, ...) works over the
+  // allowed tokens only. `masked` (optional) says whether the vocabulary was masked. The token
+  // is not recorded: accept() it.
+  template <typename Sample>
+  int32_t choose(float* logits, int64_t n_vocab, bool greedy, Sample&& sample,
+                 bool* masked = nullptr) {
+    if (masked) *masked = false;
+    if (greedy) {
+      const int32_t t = sample(logits);
+      if (allows(t)) return t;
+    }
+    if (masked) *masked = true;
+    if (!mask(logits, n_vocab)) return -1;
+    return sample(logits);
+  }
   // Records a token (it must be allowed); end-of-generation tokens change nothing.
   void accept(int32_t token);
   // Only the end may follow.
