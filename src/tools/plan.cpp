@@ -151,6 +151,8 @@ ModelShape shape_from_params(const ParamShape& p) {
 //   memory-bound), and is taken.
 // - gemm: prompt processing fitted in the order F16 (also the attention's rate: 0.70 of fp32),
 //   then Q6_K, Q4_K, Q8_0 (0.43, 0.43, 0.25 of int8), then Q4_0 with its Q6_K output (0.53).
+// - decode attention: kDecodeAttentionShare (plan.h), from generation after 0 and 2048 cached
+//   positions.
 // Types not measured take their family's figures (Q4_1 / Q5_0 / Q5_1 from Q4_0; Q2_K, Q3_K,
 // Q5_K from Q4_K; BF16 and F32 from F16). The efficiencies describe tokenfab's CPU kernels: on
 // other hardware (the datasheet profiles) they are an assumption, not a measurement.
@@ -392,7 +394,7 @@ PlanResult predict(const ModelShape& m, const HardwareProfile& h, const Workload
   prefill_s += pf_attn;
   // Decode attention: every stream reads its K/V at the average depth.
   const double kv_read = B * depth * r.kv_bytes_per_position / (fe.bandwidth * bw);
-  const double kv_calc = B * attn_ops(depth) / (fe.gemm * float_peak);
+  const double kv_calc = B * attn_ops(depth) / (kDecodeAttentionShare * float_peak);
   decode_s += std::max(kv_read, kv_calc);
   if (kv_read >= kv_calc) decode_mem += kv_read;
 

@@ -15,8 +15,9 @@
 // - Generation (decode) of B streams together: one step produces a token for each. It reads
 //   the weights once whatever B, plus every stream's K/V up to the average depth (prompt +
 //   output / 2); its arithmetic is at least one token's at the matrix-vector share and B
-//   tokens' at the matrix-matrix share. Per-stream tokens/s = 1 / step, aggregate = B / step:
-//   batching raises the aggregate until the arithmetic binds.
+//   tokens' at the matrix-matrix share; its attention (one query per stream) runs at
+//   kDecodeAttentionShare. Per-stream tokens/s = 1 / step, aggregate = B / step: batching
+//   raises the aggregate until the arithmetic binds.
 #pragma once
 
 #include <cstdint>
@@ -114,6 +115,12 @@ struct KernelEfficiency {
   double gemm;       // a batch of tokens (matrix x matrix): the same
 };
 KernelEfficiency kernel_efficiency(DType t);
+
+// Decode attention (one query per stream against its cached K/V) runs on the float unit at this
+// share of its peak: measured as the extra time per cached position (bench -p 0 -n 128 -d 0 /
+// 2048 on the reference Q4_0 model: 81.3 -> 66.0 tokens/s, 1.39 us per position for 65,536
+// operations = 47 GFLOP/s of 226). Prompt attention uses the F16 matrix-matrix share.
+inline constexpr double kDecodeAttentionShare = 0.21;
 
 // Which peak of a profile a weight type computes with, in 1e12 operations/s (falling back to
 // the next unit when the profile has 0 for it: int8 -> bf16 -> fp32).

@@ -153,9 +153,10 @@ TEST(PlanModel, DecodeOfOneStreamIsBandwidthOverWeightBytes) {
   const plan::KernelEfficiency e = plan::kernel_efficiency(DType::Q8_0);
   const plan::KernelEfficiency f = plan::kernel_efficiency(DType::F16);
   ASSERT_LT(2e9 / (e.gemv * 10e12), 1.0625e9 / (e.bandwidth * 100e9));
-  // Attention over the one position: 512 B of K/V read, or 4 x 1 layer x 1024 ops (here the
-  // arithmetic, 5.9 ns, is the larger).
-  const double attn = std::max(512 / (f.bandwidth * 100e9), 4096 / (f.gemm * 1e12));
+  // Attention over the one position: 512 B of K/V read, or 4 x 1 layer x 1024 ops at the
+  // decode attention's share of 1 TFLOPS (here the arithmetic, 19.5 ns, is the larger).
+  const double attn =
+      std::max(512 / (f.bandwidth * 100e9), 4096 / (plan::kDecodeAttentionShare * 1e12));
   const double step = 1.0625e9 / (e.bandwidth * 100e9) + attn;
   expect_rel(r.decode_step_s, step);
   expect_rel(r.decode_tps_stream, 1 / step);
@@ -178,7 +179,8 @@ TEST(PlanModel, DecodeOfOneStreamCanBeBoundByItsKernel) {
   const plan::KernelEfficiency f = plan::kernel_efficiency(DType::F16);
   ASSERT_GT(2e9 / (e.gemv * 1e12), 1.0625e9 / (e.bandwidth * 100e9));
   // Attention: 512 B of KV against 4 x 1 layer x 1024 x 1 ops, each at its own rate.
-  const double attn = std::max(512 / (f.bandwidth * 100e9), 4096 / (f.gemm * 1e12));
+  const double attn =
+      std::max(512 / (f.bandwidth * 100e9), 4096 / (plan::kDecodeAttentionShare * 1e12));
   expect_rel(r.decode_step_s, 2e9 / (e.gemv * 1e12) + attn);
   EXPECT_EQ(r.decode_bound, "compute");
 }
@@ -193,9 +195,9 @@ TEST(PlanModel, DecodeReadsEveryStreamsKvAtTheAverageDepth) {
   const plan::KernelEfficiency e = plan::kernel_efficiency(DType::Q8_0);
   const plan::KernelEfficiency f = plan::kernel_efficiency(DType::F16);
   // The attention: 4 x 1100 x 512 B = 2.25 MB read (22.5 us), or 4 x 1100 x 4096 ops at the
-  // float unit (25.7 us at e_gemm 0.7): the larger of the two.
-  const double attn =
-      std::max(4 * 1100 * 512.0 / (f.bandwidth * 100e9), 4 * 1100 * 4096.0 / (f.gemm * 1e12));
+  // decode attention's share of the float unit (85.8 us at 0.21): the larger of the two.
+  const double attn = std::max(4 * 1100 * 512.0 / (f.bandwidth * 100e9),
+                               4 * 1100 * 4096.0 / (plan::kDecodeAttentionShare * 1e12));
   const double mem = 1.0625e9 / (e.bandwidth * 100e9) + attn;
   expect_rel(r.decode_step_s, mem);
   expect_rel(r.decode_tps_total, 4 / mem);
@@ -226,8 +228,9 @@ TEST(PlanModel, BatchingRaisesTheAggregateUntilComputeBinds) {
   // arithmetic here).
   const plan::KernelEfficiency e = plan::kernel_efficiency(DType::Q8_0);
   const plan::KernelEfficiency f = plan::kernel_efficiency(DType::F16);
-  const double step = 256 * 2e9 / (e.gemm * 10e12) +
-                      std::max(256 * 512 / (f.bandwidth * 100e9), 256 * 4096 / (f.gemm * 1e12));
+  const double step =
+      256 * 2e9 / (e.gemm * 10e12) + std::max(256 * 512 / (f.bandwidth * 100e9),
+                                              256 * 4096 / (plan::kDecodeAttentionShare * 1e12));
   expect_rel(last_total, 256 / step);
   // Memory-bound at first: 1 -> 2 streams nearly doubles the aggregate.
   w.users = 1;
@@ -279,7 +282,8 @@ TEST(PlanModel, MixedTypesAddUpTypeByType) {
   const plan::KernelEfficiency f = plan::kernel_efficiency(DType::F16);
   const double q4 = std::max(4.5e8 / (e4.bandwidth * 100e9), 1.6e9 / (e4.gemv * 1e12));
   const double q6 = std::max(1.640625e8 / (e6.bandwidth * 100e9), 4e8 / (e6.gemv * 1e12));
-  const double attn = std::max(512 / (f.bandwidth * 100e9), 4096 / (f.gemm * 1e12));
+  const double attn =
+      std::max(512 / (f.bandwidth * 100e9), 4096 / (plan::kDecodeAttentionShare * 1e12));
   expect_rel(plan::predict(m, h, w).decode_step_s, q4 + q6 + attn);
 }
 
