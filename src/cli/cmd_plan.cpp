@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,13 +23,11 @@ namespace tf::cli {
 
 namespace {
 
-// Power of this machine when nothing better is known (--watts overrides): 5 W per core, near
-// the TDP per core of AMD EPYC 9005 parts (9755: 500 W / 128 cores = 3.9 W; 9575F: 400 W / 64
-// = 6.25 W). A VM's share of a socket cannot be read from inside it.
-constexpr double kWattsPerCore = 5.0;
-// What this machine costs per hour when nothing better is known (--hardware-cost-per-hour):
-// an estimate, not a quote. On-demand 2-vCPU cloud VMs list near $0.08-0.10 per hour.
-constexpr double kUsdPerCoreHour = 0.045;
+// Power and price of this machine when nothing better is known (--watts and
+// --hardware-cost-per-hour override): the meter's defaults (engine/meter.h), so that a plan
+// and what run / bench / serve charge agree.
+constexpr double kWattsPerCore = kDefaultWattsPerThread;
+constexpr double kUsdPerCoreHour = kDefaultUsdPerThreadHour;
 
 struct PlanArgs {
   std::string model, profile = "this";
@@ -100,7 +99,7 @@ plan::HardwareProfile measure_this(int threads) {
   h.usd_per_hour = kUsdPerCoreHour * threads;
   char note[160];
   std::snprintf(note, sizeof note,
-                "estimate: %d x %.0f W and %d x $%.3f/h per core (a small on-demand cloud VM); "
+                "estimate (the meter's defaults): %d x %.0f W and %d x $%.3f/h per thread; "
                 "--watts and --hardware-cost-per-hour override",
                 threads, kWattsPerCore, threads, kUsdPerCoreHour);
   h.price_note = note;
@@ -272,6 +271,11 @@ int plan_main(PlanArgs& a) {
     bp.n_threads = threads;
     bp.kv_type = a.w.kv_type;
     bp.measure_bandwidth = false;
+    // The meter charges the measured runs at the plan's prices (its power model, or RAPL
+    // where readable), so the costs compare too.
+    bp.meter.watts = h.watts;
+    bp.meter.price_kwh = a.w.usd_per_kwh;
+    bp.meter.hardware_usd_per_hour = h.usd_per_hour;
     plan::Workload vw = a.w;
     vw.prompt = bp.n_prompt;
     vw.output = bp.n_gen;
@@ -291,7 +295,10 @@ int plan_main(PlanArgs& a) {
       Stat measured;
     };
     const Row rows[] = {{"prefill t/s", pr.prefill_tps, br.pp},
-                        {"decode t/s", pr.decode_tps_stream, br.tg}};
+                        {"decode t/s", pr.decode_tps_stream, br.tg},
+                        {"prefill $/Mtok", pr.usd_per_mtok_input, {br.pp_cost.usd_per_mtok, 0}},
+                        {"decode $/Mtok", pr.usd_per_mtok_output, {br.tg_cost.usd_per_mtok, 0}}};
+    static const char* const kKeys[] = {"prefill", "decode", "prefill_cost", "decode_cost"};
     nlohmann::json vj = {{"bench",
                           {{"n_prompt", bp.n_prompt},
                            {"n_gen", bp.n_gen},
@@ -301,23 +308,30 @@ int plan_main(PlanArgs& a) {
     if (!a.json)
       std::printf("%-14s %12s %20s %8s %12s\n", "", "predicted", "measured (mean ± sd)", "ratio",
                   "within 25%");
-    for (const Row& row : rows) {
+    for (size_t i = 0; i < std::size(rows); ++i) {
+      const Row& row = rows[i];
+      const bool speed = i < 2;
       const double ratio = row.measured.mean > 0 ? row.predicted / row.measured.mean : 0;
       const bool within = ratio > 0 && std::fabs(ratio - 1) <= 0.25;
       if (a.json) {
-        vj[row.name[0] == 'p' ? "prefill" : "decode"] = {
-            {"predicted_tokens_per_s", row.predicted},
-            {"measured_tokens_per_s", row.measured.mean},
-            {"measured_sd", row.measured.sd},
-            {"ratio", ratio},
-            {"within_25_percent", within}};
+        vj[kKeys[i]] = {{"unit", speed ? "tokens/s" : "$/Mtok"},
+                        {"predicted", row.predicted},
+                        {"measured", row.measured.mean},
+                        {"measured_sd", row.measured.sd},
+                        {"ratio", ratio},
+                        {"within_25_percent", within}};
       } else {
         char measured[64];
-        std::snprintf(measured, sizeof measured, "%.2f ± %.2f", row.measured.mean, row.measured.sd);
-        std::printf("%-14s %12.2f %20s %8.3f %12s\n", row.name, row.predicted, measured, ratio,
-                    within ? "yes" : "no");
+        if (speed)
+          std::snprintf(measured, sizeof measured, "%.2f ± %.2f", row.measured.mean,
+                        row.measured.sd);
+        else
+          std::snprintf(measured, sizeof measured, "%.4g", row.measured.mean);
+        std::printf(speed ? "%-14s %12.2f %20s %8.3f %12s\n" : "%-14s %12.4g %20s %8.3f %12s\n",
+                    row.name, row.predicted, measured, ratio, within ? "yes" : "no");
       }
     }
+    if (!a.json) std::printf("energy: %s\n", br.energy.c_str());
     if (a.json) j["validate"] = vj;
   }
   if (a.json) std::printf("%s\n", j.dump().c_str());

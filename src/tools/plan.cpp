@@ -197,9 +197,8 @@ const std::vector<HardwareProfile>& builtin_profiles() {
        "measured on this machine by tokenfab membw, 2026-12-03, \"AMD EPYC\" (Zen 5 class, "
        "AVX-512 VNNI), 2 vCPU, 2 threads, median of 15 runs; bf16 = the fp32 peak (tokenfab's "
        "F16/BF16 kernels compute in fp32)",
-       31.1, 0.903, 0.226, 0.226, 10, 0.09, 23.5,
-       "estimate: power 5 W per core (EPYC 9005 TDP per core is 3.9-6.25 W); price of a "
-       "2-vCPU on-demand cloud VM, about $0.08-0.10/h"},
+       31.1, 0.903, 0.226, 0.226, 20, 0.09, 23.5,
+       "estimate: the meter's defaults (engine/meter.h), 10 W and $0.045/h per thread"},
       // Datasheet parts. CPU peaks are cores x base clock x the core's operations per cycle
       // (Zen 4: 32 fp32 / 64 bf16 / 128 int8 on 256-bit units; Zen 5: 64 / 128 / 256 on 512-bit
       // units, which this machine's membw per core and clock agrees with; Golden Cove: 64 fp32
