@@ -28,6 +28,7 @@ Runner add_template(CLI::App& app);
 Runner add_chat(CLI::App& app);
 Runner add_serve(CLI::App& app);
 Runner add_keygen(CLI::App& app);
+Runner add_plan(CLI::App& app);
 
 // The KV cache type option shared by run, perplexity and bench (parsed with parse_kv_type).
 inline void add_kv_type_option(CLI::App* c, std::string& kv_type) {

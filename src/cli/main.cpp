@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_chat);
   reg(tf::cli::add_serve);
   reg(tf::cli::add_keygen);
+  reg(tf::cli::add_plan);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
