@@ -81,18 +81,56 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
     return cands_[best].id;
   }
 
+  // The chain works on candidates in order of logit (ties by id), but never sorts the whole
+  // vocabulary (with OpenAI's defaults, no top-k and top-p 1, a full sort was most of the
+  // sampling time): top-k partitions, min-p filters, and top-p and the draw find where the
+  // probability mass, summed in that order, crosses a value by halving the candidates around
+  // their median (nth_element), which is linear on average, and sort only the last few.
   auto by_logit = [](const Cand& a, const Cand& b) {
     return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
   };
-  // top-k: keep the k best, sorted.
-  size_t k = cands_.size();
-  if (p_.top_k > 0 && size_t(p_.top_k) < k) k = size_t(p_.top_k);
-  std::partial_sort(cands_.begin(), cands_.begin() + ptrdiff_t(k), cands_.end(), by_logit);
-  cands_.resize(k);
+  // The rank i at which the mass of ranks 0..i first reaches x (exceeds it if strict), with
+  // ranks 0..i moved to the front (the bins above i's in no particular order: what follows
+  // only needs the set) and i at its place; cands_.size() if it never does. The candidates are
+  // binned by logit (bins are monotone in the logit, so a bin's members rank after those of
+  // the bins above it), the bins' masses summed from the top, and only the bin where the mass
+  // crosses x is sorted.
+  auto crossing = [&](double x, bool strict) {
+    auto reaches = [&](double m) { return strict ? m > x : m >= x; };
+    constexpr int kBins = 1024;
+    float hi = -INFINITY, lo = INFINITY;
+    for (const Cand& c : cands_) {
+      hi = std::max(hi, c.logit);
+      lo = std::min(lo, c.logit);
+    }
+    const float scale = hi > lo ? float(kBins) / (hi - lo) : 0.f;
+    auto bin = [&](float l) { return std::min(kBins - 1, int((hi - l) * scale)); };
+    double mass[kBins] = {};
+    for (const Cand& c : cands_) mass[bin(c.logit)] += c.p;
+    double acc = 0.0;  // the mass of the bins above
+    int b = 0;
+    while (b < kBins && !reaches(acc + mass[b])) acc += mass[b++];
+    if (b == kBins) b = kBins - 1;  // rounding: look in the last bin all the same
+    const auto above = std::partition(cands_.begin(), cands_.end(),
+                                      [&](const Cand& c) { return bin(c.logit) < b; });
+    const auto in =
+        std::partition(above, cands_.end(), [&](const Cand& c) { return bin(c.logit) == b; });
+    std::sort(above, in, by_logit);
+    for (auto it = above; it != in; ++it)
+      if (reaches(acc += it->p)) return size_t(it - cands_.begin());
+    return cands_.size();
+  };
+  // top-k: keep the k best.
+  if (p_.top_k > 0 && size_t(p_.top_k) < cands_.size()) {
+    std::nth_element(cands_.begin(), cands_.begin() + p_.top_k, cands_.end(), by_logit);
+    cands_.resize(size_t(p_.top_k));
+  }
+  const float mx = std::max_element(cands_.begin(), cands_.end(), [](const Cand& a, const Cand& b) {
+                     return a.logit < b.logit;
+                   })->logit;
 
   // Probabilities of what is left (before temperature, as llama.cpp's top-p/min-p see them).
   auto softmax = [&](float temp) {
-    const float mx = cands_[0].logit;
     double sum = 0.0;
     for (Cand& c : cands_) {
       c.p = std::exp((c.logit - mx) / temp);
@@ -101,33 +139,29 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
     for (Cand& c : cands_) c.p = float(c.p / sum);
   };
   softmax(1.f);
+  const size_t n_all = cands_.size();
   if (p_.top_p < 1.f) {
-    double cum = 0.0;
-    size_t keep = cands_.size();
-    for (size_t i = 0; i < cands_.size(); ++i) {
-      cum += cands_[i].p;
-      if (cum >= p_.top_p) {
-        keep = i + 1;
-        break;
-      }
-    }
-    cands_.resize(std::max<size_t>(1, keep));
+    const size_t i = crossing(p_.top_p, false);
+    cands_.resize(std::max<size_t>(1, std::min(i + 1, cands_.size())));
   }
   if (p_.min_p > 0.f) {
-    const float thresh = cands_[0].p * p_.min_p;
-    size_t keep = 1;
-    while (keep < cands_.size() && cands_[keep].p >= thresh) ++keep;
-    cands_.resize(keep);
+    // Probabilities fall with the order, so the kept ones are all those over the threshold
+    // (the best one always is).
+    float best = 0.f;
+    for (const Cand& c : cands_) best = std::max(best, c.p);
+    const float t = best * p_.min_p;
+    const auto end =
+        std::partition(cands_.begin(), cands_.end(), [&](const Cand& c) { return c.p >= t; });
+    cands_.resize(std::max<size_t>(1, size_t(end - cands_.begin())));
   }
-  softmax(p_.temperature);
+  // (At temperature 1 with nothing cut the probabilities are already these.)
+  if (p_.temperature != 1.f || cands_.size() != n_all) softmax(p_.temperature);
   std::uniform_real_distribution<double> uni(0.0, 1.0);
   const double r = uni(rng_);
-  double cum = 0.0;
-  for (const Cand& c : cands_) {
-    cum += c.p;
-    if (r < cum) return c.id;
-  }
-  return cands_.back().id;
+  const size_t i = crossing(r, true);
+  if (i < cands_.size()) return cands_[i].id;
+  // Rounding left r past the total: the last in order (by_logit orders best first).
+  return std::max_element(cands_.begin(), cands_.end(), by_logit)->id;
 }
 
 }  // namespace tf

@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "util/error.h"
 
@@ -150,6 +152,80 @@ TEST(LogSoftmax, MatchesDefinition) {
   tf::log_softmax(l.data(), 3, out);
   const double z = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(out[size_t(i)], l[size_t(i)] - z, 1e-6);
+}
+
+// The sampler sorts only as much of the vocabulary as its rules and the draw look at; this is
+// the whole chain with a full sort (the definition), drawing from the same random stream.
+int32_t sample_by_full_sort(const tf::SamplingParams& p, std::mt19937_64& rng,
+                            const std::vector<float>& logits) {
+  struct C {
+    int32_t id;
+    float logit;
+    float p;
+  };
+  std::vector<C> c;
+  for (size_t i = 0; i < logits.size(); ++i) c.push_back({int32_t(i), logits[i], 0.f});
+  std::sort(c.begin(), c.end(), [](const C& a, const C& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  });
+  if (p.top_k > 0 && size_t(p.top_k) < c.size()) c.resize(size_t(p.top_k));
+  auto softmax = [&](float t) {
+    double sum = 0;
+    for (auto& x : c) sum += x.p = std::exp((x.logit - c[0].logit) / t);
+    for (auto& x : c) x.p = float(x.p / sum);
+  };
+  softmax(1.f);
+  if (p.top_p < 1.f) {
+    double cum = 0;
+    size_t keep = c.size();
+    for (size_t i = 0; i < c.size(); ++i)
+      if ((cum += c[i].p) >= p.top_p) {
+        keep = i + 1;
+        break;
+      }
+    c.resize(std::max<size_t>(1, keep));
+  }
+  if (p.min_p > 0.f) {
+    size_t keep = 1;
+    while (keep < c.size() && c[keep].p >= c[0].p * p.min_p) ++keep;
+    c.resize(keep);
+  }
+  softmax(p.temperature);
+  const double r = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  double cum = 0;
+  for (const auto& x : c)
+    if (r < (cum += x.p)) return x.id;
+  return c.back().id;
+}
+
+TEST(Sampler, PartialSortingDrawsWhatAFullSortDraws) {
+  std::mt19937 gen(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  int draws = 0;
+  for (float spread : {0.5f, 3.f, 12.f}) {  // flat to peaked distributions
+    std::vector<float> logits(5000);
+    for (auto& l : logits) l = spread * nd(gen);
+    logits[17] = logits[18];  // a tie, broken by id
+    for (int32_t k : {0, 1, 40, 4999, 6000})
+      for (float top_p : {1.f, 0.95f, 0.5f, 0.f})
+        for (float min_p : {0.f, 0.05f, 1.f})
+          for (float temp : {1.f, 0.7f, 1.5f}) {
+            tf::SamplingParams p;
+            p.temperature = temp;
+            p.top_k = k;
+            p.top_p = top_p;
+            p.min_p = min_p;
+            p.seed = uint64_t(draws);
+            tf::Sampler s(p);
+            std::mt19937_64 ref(p.seed);
+            for (int i = 0; i < 4; ++i, ++draws)
+              ASSERT_EQ(s.sample(logits.data(), int64_t(logits.size())),
+                        sample_by_full_sort(p, ref, logits))
+                  << "spread " << spread << " k " << k << " top_p " << top_p << " min_p " << min_p
+                  << " temp " << temp << " draw " << i;
+          }
+  }
+  EXPECT_EQ(draws, 3 * 5 * 4 * 3 * 3 * 4);
 }
 
 }  // namespace
