@@ -98,13 +98,17 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
   auto crossing = [&](double x, bool strict) {
     auto reaches = [&](double m) { return strict ? m > x : m >= x; };
     constexpr int kBins = 1024;
+    // Over the finite logits: masked ones (-inf, grammars) go to the last bin with p = 0.
     float hi = -INFINITY, lo = INFINITY;
     for (const Cand& c : cands_) {
       hi = std::max(hi, c.logit);
-      lo = std::min(lo, c.logit);
+      if (c.logit > -INFINITY) lo = std::min(lo, c.logit);
     }
-    const float scale = hi > lo ? float(kBins) / (hi - lo) : 0.f;
-    auto bin = [&](float l) { return std::min(kBins - 1, int((hi - l) * scale)); };
+    const float scale = hi > lo && std::isfinite(hi - lo) ? float(kBins) / (hi - lo) : 0.f;
+    // (std::min keeps kBins - 1 when the product is NaN.)
+    auto bin = [&](float l) {
+      return l >= lo ? int(std::min(float(kBins - 1), (hi - l) * scale)) : kBins - 1;
+    };
     double mass[kBins] = {};
     for (const Cand& c : cands_) mass[bin(c.logit)] += c.p;
     double acc = 0.0;  // the mass of the bins above
