@@ -32,6 +32,8 @@ inline std::vector<Variant> variants() {
   if (c.vnni) v.push_back({"avx512-vnni", {true, true, true, false}});
   if (c.bf16) v.push_back({"avx512-bf16", {true, true, false, true}});
   if (c.vnni && c.bf16) v.push_back({"avx512-all", {true, true, true, true}});
+  // Numerics::kFast (kernels that reorder float additions).
+  if (c.vnni) v.push_back({"avx512-vnni-fast", {true, true, true, false, true}});
   return v;
 }
 

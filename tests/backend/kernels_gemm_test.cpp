@@ -80,10 +80,11 @@ std::vector<int64_t> sizes_for(DType t) {
   return {16, 48, 100, 256};
 }
 
-// Whether gemm must equal the reference bit for bit: Q8_0 always (llama.cpp's order), F32 and
-// F16 in llama.cpp's prompt-kernel order when a matrix kernel handles them.
+// Whether gemm must equal the reference bit for bit: Q8_0 with exact numerics (llama.cpp's
+// order; the fast AVX-512 VNNI kernel sums a block per lane), F32 and F16 in llama.cpp's
+// prompt-kernel order when a matrix kernel handles them.
 bool exact(DType t, int64_t n) {
-  if (t == DType::Q8_0) return true;
+  if (t == DType::Q8_0) return numerics() == Numerics::kExact;
   return (t == DType::F32 || t == DType::F16) && n % 16 == 0 && has_gemm(t);
 }
 

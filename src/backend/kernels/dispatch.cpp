@@ -57,10 +57,13 @@ Features query_cpu() {
 }
 #endif
 
+std::atomic<bool> g_fast{false};  // the numerics in force (set_numerics)
+
 Features level_features(Isa isa) {
   Features f = cpu_features();
-  if (isa == Isa::kScalar) return {};
-  if (isa == Isa::kAvx2) return Features{f.avx2, false, false, false};
+  f.fast = g_fast.load();
+  if (isa == Isa::kScalar) return Features{false, false, false, false, f.fast};
+  if (isa == Isa::kAvx2) return Features{f.avx2, false, false, false, f.fast};
   return f;
 }
 
@@ -75,7 +78,7 @@ const Table* publish(Features f) {
   f = clamp(f);
   for (const Table& t : g_tables) {
     if (t.features.avx2 == f.avx2 && t.features.avx512 == f.avx512 && t.features.vnni == f.vnni &&
-        t.features.bf16 == f.bf16)
+        t.features.bf16 == f.bf16 && t.features.fast == f.fast)
       return &t;
   }
   g_tables.push_back(make_table(f));
@@ -95,6 +98,12 @@ const Table* initial_table() {
       std::fprintf(stderr, "tokenfab: ignoring unknown TF_ISA=%s (use scalar, avx2 or avx512)\n",
                    env);
     }
+  }
+  if (const char* env = std::getenv("TF_NUMERICS"); env && *env) {
+    if (auto want = parse_numerics(env))
+      g_fast = *want == Numerics::kFast;
+    else
+      std::fprintf(stderr, "tokenfab: ignoring unknown TF_NUMERICS=%s (use exact or fast)\n", env);
   }
   return publish(level_features(isa));
 }
@@ -131,6 +140,7 @@ Features clamp(Features f) {
   r.avx512 = r.avx2 && f.avx512 && c.avx512;
   r.vnni = r.avx512 && f.vnni && c.vnni;
   r.bf16 = r.avx512 && f.bf16 && c.bf16;
+  r.fast = f.fast;
   return r;
 }
 
@@ -184,6 +194,23 @@ Isa active() {
 Isa set_active(Isa isa) {
   detail::set_active_features(detail::level_features(isa));
   return active();
+}
+
+Numerics numerics() {
+  return detail::active_table().features.fast ? Numerics::kFast : Numerics::kExact;
+}
+
+void set_numerics(Numerics n) {
+  detail::Features f = detail::active_table().features;
+  f.fast = n == Numerics::kFast;
+  detail::g_fast = f.fast;
+  detail::set_active_features(f);
+}
+
+std::optional<Numerics> parse_numerics(std::string_view name) {
+  if (name == "exact") return Numerics::kExact;
+  if (name == "fast") return Numerics::kFast;
+  return std::nullopt;
 }
 
 const char* isa_name(Isa isa) {

@@ -152,7 +152,12 @@ struct Q4_0K {
   static size_t act_bytes(int64_t n) { return size_t(groups(n)) * sizeof(ActQ4_0); }
   static size_t panel_bytes(int64_t n) { return size_t(groups(n)) * sizeof(PanelQ4_0); }
 
-  TF_TARGET_AVX512_VNNI static void prep(const uint8_t* act, int64_t n, uint8_t* out) {
+  TF_TARGET_AVX512_VNNI static void prep(const uint8_t* act, int64_t n, uint8_t* out) { prep_biased<8>(act, n, out); }
+
+  // The activations' codes transposed to a lane per block, with the bias that takes off the
+  // weights' offset (Q4_0: codes 0..15 stand for -8..7; Q8_0 weights get +128 below).
+  template <int kOffset>
+  TF_TARGET_AVX512_VNNI static void prep_biased(const uint8_t* act, int64_t n, uint8_t* out) {
     const auto* y = reinterpret_cast<const BlockQ8_0*>(act);
     const int64_t nb = n / kQK;
     auto* g = reinterpret_cast<ActQ4_0*>(out);
@@ -170,7 +175,7 @@ struct Q4_0K {
       __m512i s = _mm512_setzero_si512();
       for (int k = 0; k < 8; ++k) {
         _mm512_store_si512(g->code[k], v[k]);
-        s = _mm512_dpbusd_epi32(s, _mm512_set1_epi8(8), v[k]);
+        s = _mm512_dpbusd_epi32(s, _mm512_set1_epi8(char(kOffset)), v[k]);
       }
       _mm512_store_si512(g->bias, _mm512_sub_epi32(_mm512_setzero_si512(), s));
       _mm512_store_ps(g->d, halves16(d));
@@ -295,7 +300,7 @@ struct alignas(64) PanelQ8_0 {
   uint8_t code[2][64];  // [row 2p | row 2p + 1] codes + 128; the d_w follow all blocks
 };
 
-struct Q8_0K {
+struct Q8_0ExactK {
   static constexpr int kR = 4, kT = 6, kChunk = 32;
   static int64_t units(int64_t n) { return n / kQK; }
   static size_t row_bytes(int64_t n) { return size_t(n / kQK) * sizeof(BlockQ8_0); }
@@ -394,6 +399,55 @@ struct Q8_0K {
         const __m512 s = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
         if (2 * q < nr) out[t * os + 2 * q] = hsum8(_mm512_castps512_ps128(s));
         if (2 * q + 1 < nr) out[t * os + 2 * q + 1] = hsum8(_mm512_extractf32x4_ps(s, 2));
+      }
+    }
+  }
+};
+
+// ---- Q8_0: a lane per block, as Q4_0 ---------------------------------------------------------
+//
+// The weights' codes + 128 (unsigned for vpdpbusd) in Q4_0's layout, 16 blocks per group, the
+// activations as for Q4_0 with the bias -128 * (sum of the block's codes): each lane sums its
+// block exactly, then one FMA per block adds d_w * d_a times that sum. The float additions
+// are ordered differently from llama.cpp's (which splits each block over 8 lanes), so results
+// differ from vec_dot in the last bits (tests: within the float rounding of the sum of the
+// terms' magnitudes; the golden greedy tokens and perplexities are unchanged). Four times the
+// integer work per instruction of the former kernel, which kept that order with two rows per
+// vector (Q8_0ExactK, the default: kernels.h, Numerics).
+
+struct Q8_0FastK : Q4_0K {
+  static size_t row_bytes(int64_t n) { return size_t(n / kQK) * sizeof(BlockQ8_0); }
+
+  TF_TARGET_AVX512_VNNI static void prep(const uint8_t* act, int64_t n, uint8_t* out) {
+    prep_biased<128>(act, n, out);
+  }
+
+  TF_TARGET_AVX512_VNNI static void pack(const uint8_t* w, size_t stride, int nr, int64_t n,
+                                         uint8_t* out) {
+    const int64_t nb = n / kQK;
+    auto* g = reinterpret_cast<PanelQ4_0*>(out);
+    const __m256i flip = _mm256_set1_epi8(char(0x80));
+    for (int64_t b0 = 0; b0 < nb; b0 += 16, ++g) {
+      for (int r = 0; r < kR; ++r) {
+        if (r >= nr) {
+          for (int k = 0; k < 8; ++k) _mm512_store_si512(g->code[r][k], _mm512_setzero_si512());
+          _mm512_store_ps(g->d[r], _mm512_setzero_ps());
+          continue;
+        }
+        const auto* x = reinterpret_cast<const BlockQ8_0*>(w + size_t(r) * stride);
+        __m512i p[8], v[8];
+        alignas(32) uint16_t d[16];
+        for (int m = 0; m < 8; ++m) {
+          const int64_t b = b0 + 2 * m;
+          // Blocks past the end: codes 0 against zero activations, scale 0.
+          const __m256i lo = b < nb ? _mm256_xor_si256(load256(x[b].qs), flip) : _mm256_setzero_si256();
+          const __m256i hi = b + 1 < nb ? _mm256_xor_si256(load256(x[b + 1].qs), flip) : _mm256_setzero_si256();
+          p[m] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        for (int L = 0; L < 16; ++L) d[L] = b0 + L < nb ? x[b0 + L].d : 0;
+        t16x8(p, v);
+        for (int k = 0; k < 8; ++k) _mm512_store_si512(g->code[r][k], v[k]);
+        _mm512_store_ps(g->d[r], halves16(d));
       }
     }
   }
@@ -829,7 +883,10 @@ void add_gemm_avx512(Table& t, const Features& f) {
   t.gemm[slot(DType::BF16)] = gemm_ops<FloatK<DType::BF16>>();
   if (!f.vnni) return;  // the AVX2 kernels stay in place for the integer types
   t.gemm[slot(DType::Q4_0)] = gemm_ops<Q4_0K>();
-  t.gemm[slot(DType::Q8_0)] = gemm_ops<Q8_0K>();
+  if (f.fast)
+    t.gemm[slot(DType::Q8_0)] = gemm_ops<Q8_0FastK>();
+  else
+    t.gemm[slot(DType::Q8_0)] = gemm_ops<Q8_0ExactK>();
   t.gemm[slot(DType::Q4_K)] = gemm_ops<Q45K<false>>();
   t.gemm[slot(DType::Q5_K)] = gemm_ops<Q45K<true>>();
   t.gemm[slot(DType::Q6_K)] = gemm_ops<Q6K>();

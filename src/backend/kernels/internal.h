@@ -35,6 +35,9 @@ struct Features {
   bool avx512 = false;  // F, BW, VL, DQ
   bool vnni = false;    // AVX512_VNNI + AVX512_VBMI + GFNI
   bool bf16 = false;    // AVX512_BF16
+  // Not a CPU feature: kernels that reorder float additions against llama.cpp's may be used
+  // (Numerics::kFast in kernels.h).
+  bool fast = false;
 };
 Features cpu_features();
 // The subset of f this CPU has (a flag is dropped when one it implies is missing).

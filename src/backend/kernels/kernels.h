@@ -37,6 +37,18 @@ const char* isa_name(Isa isa);
 // "scalar" / "avx2" / "avx512" (case-insensitive) -> level; nullopt for anything else.
 std::optional<Isa> parse_isa(std::string_view name);
 
+// Which roundings the kernels keep. kExact (the default): where llama.cpp's summation order is
+// followed (Q8_0 matrix products, F32/F16 prompt products), it is followed bit for bit, so the
+// golden tests compare tokens and logits with llama.cpp's exactly. kFast: kernels that add the
+// same exact integer block sums in another float order may be used (today the AVX-512 VNNI
+// Q8_0 prompt kernel, about twice as fast); results differ in the last bits, which on the tiny
+// golden models moves greedy continuations at near-ties and perplexity by < 0.1%. Set by the
+// environment variable TF_NUMERICS ("exact" / "fast") on first use, or set_numerics.
+enum class Numerics { kExact, kFast };
+Numerics numerics();
+void set_numerics(Numerics n);  // as set_active: not while other threads run kernels
+std::optional<Numerics> parse_numerics(std::string_view name);
+
 // Converts n floats (a multiple of the block size) to the activation type that weights of type
 // w take, dtype_info(w).vec_dot_type, writing exactly the bytes quantize_row would write.
 // out must hold row_bytes(vec_dot_type, n) bytes. Throws tf::Error like quantize_row.
@@ -61,7 +73,9 @@ bool has_fast_path(DType w);
 // unpacked once per group of tokens (into a small panel that stays in cache) and multiplied
 // against several tokens held in registers; the activations are rearranged once per call. So
 // give each thread one call with its whole row range and all tokens.
-//  - Q8_0 follows llama.cpp's summation order (the reference's) bit for bit;
+//  - Q8_0 follows llama.cpp's summation order (the reference's) bit for bit, except with
+//    Numerics::kFast at AVX-512 VNNI: each block summed exactly in one lane, the blocks added in
+//    another order;
 //  - F32 and F16 add the products as llama.cpp's prompt kernel does, so with n % 16 == 0 the
 //    result equals vec_dot(..., DotKernel::Sgemm) bit for bit (other n: zero-padded, same
 //    scheme);
