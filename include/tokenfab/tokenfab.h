@@ -167,6 +167,9 @@ struct BenchParams {
   int64_t n_prompt = 512;  // prompt-processing batch
   int64_t n_gen = 128;     // tokens generated one at a time
   int64_t n_depth = 0;     // ... after this many cached positions (attention's cost grows)
+  // Generation for this many sequences at once (each at n_depth), one batch per step, as the
+  // server's continuous batching decodes: tg is then the aggregate tokens/s.
+  int64_t n_seq = 1;
   int n_threads = 0;       // 0 = auto
   int reps = 5;
   bool measure_bandwidth = true;

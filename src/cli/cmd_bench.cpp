@@ -40,8 +40,11 @@ int bench(BenchArgs& a) {
     nlohmann::json j;
     j["model"] = a.model;
     j["pp"] = {{"n", a.p.n_prompt}, {"tokens_per_s", r.pp.mean}, {"sd", r.pp.sd}};
-    j["tg"] = {
-        {"n", a.p.n_gen}, {"depth", a.p.n_depth}, {"tokens_per_s", r.tg.mean}, {"sd", r.tg.sd}};
+    j["tg"] = {{"n", a.p.n_gen},
+               {"depth", a.p.n_depth},
+               {"sequences", a.p.n_seq},
+               {"tokens_per_s", r.tg.mean},
+               {"sd", r.tg.sd}};
     if (a.p.n_prompt > 0) j["pp"].update(cost_json(r.pp_cost));
     if (a.p.n_gen > 0) j["tg"].update(cost_json(r.tg_cost));
     j["energy_source"] = r.energy;
@@ -66,6 +69,7 @@ int bench(BenchArgs& a) {
     std::printf("pp%-5lld %10.2f ± %.2f tokens/s\n", (long long)a.p.n_prompt, r.pp.mean, r.pp.sd);
   if (a.p.n_gen > 0) {
     std::printf("tg%-5lld %10.2f ± %.2f tokens/s", (long long)a.p.n_gen, r.tg.mean, r.tg.sd);
+    if (a.p.n_seq > 1) std::printf(" aggregate over %lld sequences", (long long)a.p.n_seq);
     if (a.p.n_depth > 0) std::printf(" after %lld cached positions", (long long)a.p.n_depth);
     std::printf("\n");
     if (a.p.grammar)
@@ -131,6 +135,10 @@ Runner add_bench(CLI::App& app) {
   c->add_option("-n,--n-gen", a->p.n_gen, "generated tokens (0 = skip)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 16));
   c->add_option("-t,--threads", a->p.n_threads, "threads (0 = auto)")->check(CLI::Range(0, 1024));
+  c->add_option(
+       "-s,--sequences", a->p.n_seq,
+       "generate for this many sequences at once, one batch per step (tg: aggregate tokens/s)")
+      ->check(CLI::Range(int64_t(1), int64_t(256)));
   c->add_option("-r,--reps", a->p.reps, "repetitions")->check(CLI::Range(1, 1000));
   c->add_flag("--json", a->json, "print one JSON object");
   add_kv_type_option(c, a->kv_type);

@@ -27,14 +27,18 @@ Stat stats(const std::vector<double>& v) {
 }  // namespace
 
 BenchResult run_bench(const Model& model, const BenchParams& p) {
-  if (p.n_prompt < 0 || p.n_gen < 0 || p.n_depth < 0 || p.reps < 1)
+  if (p.n_prompt < 0 || p.n_gen < 0 || p.n_depth < 0 || p.reps < 1 || p.n_seq < 1 || p.n_seq > 256)
     throw Error("bench: invalid sizes");
+  if (p.n_seq > 1 && p.grammar)
+    throw Error("bench: a grammar with several sequences is not measured");
   BenchResult r;
   r.threads = p.n_threads > 0 ? p.n_threads : auto_threads(model.weight_bytes());
-  r.bytes_per_token = double(model.weight_bytes());
+  r.bytes_per_token = double(model.weight_bytes()) / double(p.n_seq);  // read once per step
   ContextParams cp;
   cp.n_ctx = std::max<int64_t>(16, std::max(p.n_prompt, p.n_depth + p.n_gen));
-  cp.n_batch = std::clamp<int64_t>(std::max(p.n_prompt, p.n_depth), 1, ContextParams{}.n_batch);
+  cp.n_batch = std::clamp<int64_t>(std::max({p.n_prompt, p.n_depth, p.n_seq}), 1,
+                                   std::max(p.n_seq, ContextParams{}.n_batch));
+  cp.n_seq = p.n_seq;
   cp.n_threads = r.threads;
   cp.kv_type = p.kv_type;
   // The context (and its spinning worker threads) must be gone before bandwidth is measured.
@@ -53,14 +57,30 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   };
   // Generation after n_depth cached positions: filled once, kept by every repetition.
   auto fill_depth = [&]() {
-    ctx.kv().truncate(0, 0);
-    Batch b;
-    for (int64_t i = 0; i < p.n_depth; ++i) b.add(tok(rng), int32_t(i), 0, i + 1 == p.n_depth);
-    if (p.n_depth > 0) ctx.decode(b);
+    for (int32_t s = 0; s < int32_t(p.n_seq); ++s) {
+      ctx.kv().truncate(s, 0);
+      Batch b;
+      for (int64_t i = 0; i < p.n_depth; ++i) b.add(tok(rng), int32_t(i), s, i + 1 == p.n_depth);
+      if (p.n_depth > 0) ctx.decode(b);
+    }
   };
   std::vector<float> logits(size_t(ctx.n_vocab()));
   int64_t masks = 0, constrained_steps = 0;
+  // n_seq sequences: one token of each per step, tokens per second counted over all of them.
+  auto gen_batched = [&]() {
+    for (int32_t s = 0; s < int32_t(p.n_seq); ++s) ctx.kv().truncate(s, int32_t(p.n_depth));
+    Batch b;
+    const auto t0 = Clock::now();
+    for (int64_t i = 0; i < p.n_gen; ++i) {
+      b.clear();
+      for (int32_t s = 0; s < int32_t(p.n_seq); ++s)
+        b.add(tok(rng), int32_t(p.n_depth + i), s, true);
+      ctx.decode(b);
+    }
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  };
   auto gen_run = [&](bool with_grammar) {
+    if (p.n_seq > 1) return gen_batched();
     ctx.kv().truncate(0, int32_t(p.n_depth));
     std::unique_ptr<TokenGrammar> g;
     Batch b;
@@ -115,8 +135,8 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
     masks = constrained_steps = 0;
     for (int i = 0; i < p.reps; ++i) {
       meter.begin();
-      tg.push_back(double(p.n_gen) / gen_run(false));
-      tg_charge += meter.end(p.n_gen).whole();
+      tg.push_back(double(p.n_gen * p.n_seq) / gen_run(false));
+      tg_charge += meter.end(p.n_gen * p.n_seq).whole();
       if (p.grammar) tgg.push_back(double(p.n_gen) / gen_run(true));
     }
   }

@@ -18,7 +18,8 @@ using tf::test::write_file;
 const char* kStories = "models/gguf/stories260K.gguf";
 
 TEST(Cli, MissingFile) {
-  expect_clean_error(run({"run", "-m", "/nonexistent/model.gguf", "-p", "hi"}), "/nonexistent/model.gguf");
+  expect_clean_error(run({"run", "-m", "/nonexistent/model.gguf", "-p", "hi"}),
+                     "/nonexistent/model.gguf");
   expect_clean_error(run({"info", "/nonexistent/model.gguf"}), "/nonexistent/model.gguf");
 }
 
@@ -35,7 +36,8 @@ TEST(Cli, TruncatedModel) {
   TF_REQUIRE_SHARED(kStories);
   const std::string whole = tf::test::read_file(tf::test::shared_path(kStories));
   const std::string p = tmp_path("trunc.gguf");
-  for (size_t cut : {size_t(3), size_t(24), size_t(200), size_t(5000), whole.size() / 2, whole.size() - 1}) {
+  for (size_t cut :
+       {size_t(3), size_t(24), size_t(200), size_t(5000), whole.size() / 2, whole.size() - 1}) {
     write_file(p, whole.substr(0, cut));
     expect_clean_error(run({"run", "-m", p, "-p", "hi", "-n", "4"}), p);
   }
@@ -90,10 +92,12 @@ TEST(Cli, BadArguments) {
 
 TEST(Cli, RunJsonGreedyMatchesGolden) {
   TF_REQUIRE_SHARED("golden/greedy/stories260K.json");
-  const json g = json::parse(tf::test::read_file(tf::test::shared_path("golden/greedy/stories260K.json")));
+  const json g =
+      json::parse(tf::test::read_file(tf::test::shared_path("golden/greedy/stories260K.json")));
   const json& cs = g["cases"][1];
-  const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", cs["prompt"].get<std::string>(),
-                        "-n", "64", "--temp", "0", "--json", "-t", "1"});
+  const Result r =
+      run({"run", "-m", tf::test::shared_path(kStories), "-p", cs["prompt"].get<std::string>(),
+           "-n", "64", "--temp", "0", "--json", "-t", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
   const json j = json::parse(r.out);
   EXPECT_EQ(j["prompt_tokens"], cs["prompt_ids"]);
@@ -112,42 +116,64 @@ TEST(Cli, KvTypeAndMmapOptions) {
                          "--kv-type", "q8_0", "--json"});
   ASSERT_EQ(q8.code, 0) << q8.err;
   EXPECT_EQ(json::parse(q8.out)["tokens"].size(), 16u);
-  const Result mapped = run({"run", "-m", m, "-p", "Once upon a time", "-n", "16", "--temp", "0",
-                             "--mmap", "--json"});
-  const Result copied = run({"run", "-m", m, "-p", "Once upon a time", "-n", "16", "--temp", "0",
-                             "--json"});
+  const Result mapped = run(
+      {"run", "-m", m, "-p", "Once upon a time", "-n", "16", "--temp", "0", "--mmap", "--json"});
+  const Result copied =
+      run({"run", "-m", m, "-p", "Once upon a time", "-n", "16", "--temp", "0", "--json"});
   ASSERT_EQ(mapped.code, 0) << mapped.err;
   EXPECT_EQ(json::parse(mapped.out)["tokens"], json::parse(copied.out)["tokens"]);
   EXPECT_EQ(run({"run", "-m", m, "-p", "hi", "--kv-type", "q4"}).code, 1);
-  const Result b = run({"bench", "-m", m, "-p", "16", "-n", "4", "-r", "1", "--kv-type", "q8_0",
-                        "--json"});
+  const Result b =
+      run({"bench", "-m", m, "-p", "16", "-n", "4", "-r", "1", "--kv-type", "q8_0", "--json"});
   ASSERT_EQ(b.code, 0) << b.err;
   const json bj = json::parse(b.out);
   EXPECT_GT(bj["memory"]["resident_bytes"].get<double>(), 0.0);
   EXPECT_GT(bj["memory"]["kv_bytes"].get<double>(), 0.0);
+  // The meter's figures, and batched decoding of several sequences.
+  EXPECT_GT(bj["tg"]["tokens_per_joule"].get<double>(), 0.0);
+  EXPECT_GT(bj["pp"]["usd_per_mtok"].get<double>(), 0.0);
+  EXPECT_NE(bj["energy_source"].get<std::string>().find("W"), std::string::npos);
+  const Result bs = run({"bench", "-m", m, "-p", "0", "-n", "4", "-d", "8", "-s", "3", "-r", "1",
+                         "--watts", "30", "--no-rapl", "--json"});
+  ASSERT_EQ(bs.code, 0) << bs.err;
+  const json bsj = json::parse(bs.out);
+  EXPECT_EQ(bsj["tg"]["sequences"], 3);
+  EXPECT_GT(bsj["tg"]["tokens_per_s"].get<double>(), 0.0);
+  EXPECT_NEAR(bsj["tg"]["joules_per_token"].get<double>() * bsj["tg"]["tokens_per_s"].get<double>(),
+              30.0, 0.3);  // metered around the timed loop
+  const Result rr = run({"run", "-m", m, "-p", "Once upon a time", "-n", "8", "--temp", "0",
+                         "--watts", "25", "--no-rapl", "--json"});
+  ASSERT_EQ(rr.code, 0) << rr.err;
+  const json meter = json::parse(rr.out)["meter"];
+  EXPECT_EQ(meter["energy_source"], "model");
+  EXPECT_NEAR(meter["generation"]["joules"].get<double>(),
+              25 * meter["generation"]["seconds"].get<double>(), 1e-9);
+  EXPECT_NE(rr.err.find("tokens/J"), std::string::npos) << rr.err;
 }
 
 TEST(Cli, RunStreamsTextAndReportsSpeed) {
   TF_REQUIRE_SHARED(kStories);
-  const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "16",
-                        "--temp", "0.8", "--seed", "7"});
+  const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time",
+                        "-n", "16", "--temp", "0.8", "--seed", "7"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_FALSE(r.out.empty());
   EXPECT_NE(r.err.find("tokens/s"), std::string::npos) << r.err;
   // Same seed, same text.
-  const Result r2 = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "16",
-                         "--temp", "0.8", "--seed", "7"});
+  const Result r2 = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time",
+                         "-n", "16", "--temp", "0.8", "--seed", "7"});
   EXPECT_EQ(r.out, r2.out);
 }
 
 TEST(Cli, TokenizeVocabOnlyFile) {
   TF_REQUIRE_SHARED("models/vocab/ggml-vocab-llama-spm.gguf");
-  const Result r = run({"tokenize", "-m", tf::test::shared_path("models/vocab/ggml-vocab-llama-spm.gguf"),
-                        "Hello world"});
+  const Result r =
+      run({"tokenize", "-m", tf::test::shared_path("models/vocab/ggml-vocab-llama-spm.gguf"),
+           "Hello world"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out), json::parse("[1, 15043, 3186]"));
-  const Result nobos = run({"tokenize", "-m", tf::test::shared_path("models/vocab/ggml-vocab-llama-spm.gguf"),
-                            "--no-bos", "Hello world"});
+  const Result nobos =
+      run({"tokenize", "-m", tf::test::shared_path("models/vocab/ggml-vocab-llama-spm.gguf"),
+           "--no-bos", "Hello world"});
   EXPECT_EQ(json::parse(nobos.out), json::parse("[15043, 3186]"));
 }
 
@@ -185,8 +211,9 @@ TEST(Cli, RunJsonSchemaGivesValidJson) {
       "likes": {"type": "array", "items": {"enum": ["cats", "dogs"]}, "maxItems": 2}},
       "required": ["name", "age"]})");
   for (const char* seed : {"1", "2", "3"}) {
-    const Result r = run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "200",
-                          "--temp", "1", "--seed", seed, "--json-schema", schema, "--json", "-t", "1"});
+    const Result r =
+        run({"run", "-m", tf::test::shared_path(kStories), "-p", "Once upon a time", "-n", "200",
+             "--temp", "1", "--seed", seed, "--json-schema", schema, "--json", "-t", "1"});
     ASSERT_EQ(r.code, 0) << r.err;
     const json out = json::parse(r.out);
     SCOPED_TRACE(out["text"].get<std::string>());
@@ -202,10 +229,12 @@ TEST(Cli, RunJsonSchemaGivesValidJson) {
       EXPECT_LE(v["likes"].size(), 2u);
       for (const auto& x : v["likes"]) EXPECT_TRUE(x == "cats" || x == "dogs");
     }
-    for (const auto& [k, _] : v.items()) EXPECT_TRUE(k == "name" || k == "age" || k == "likes") << k;
+    for (const auto& [k, _] : v.items())
+      EXPECT_TRUE(k == "name" || k == "age" || k == "likes") << k;
   }
   tf::test::write_file(schema, R"({"type": "object", "patternProperties": {"a": {}}})");
-  const Result bad = run({"run", "-m", tf::test::shared_path(kStories), "-p", "x", "--json-schema", schema});
+  const Result bad =
+      run({"run", "-m", tf::test::shared_path(kStories), "-p", "x", "--json-schema", schema});
   tf::test::expect_clean_error(bad, "patternProperties");
   std::filesystem::remove(schema);
 }

@@ -28,15 +28,16 @@ TEST_P(GoldenEngine, GreedyFromTextPrompt) {
     go.n_predict = 64;
     go.sampling.temperature = 0;
     const tf::Generation out = engine->generate(prompt, go);
-    EXPECT_EQ(out.prompt_ids, cs["prompt_ids"].get<std::vector<int32_t>>()) << "prompt \"" << prompt << "\"";
+    EXPECT_EQ(out.prompt_ids, cs["prompt_ids"].get<std::vector<int32_t>>())
+        << "prompt \"" << prompt << "\"";
     const auto want = cs["generated_ids"].get<std::vector<int32_t>>();
     std::set<int> ties;
     for (const json& t : cs["near_ties"]) ties.insert(t["step"].get<int>());
     size_t i = 0;
     while (i < want.size() && i < out.tokens.size() && out.tokens[i] == want[i]) ++i;
     if (i < want.size()) {
-      EXPECT_TRUE(ties.count(int(i))) << "prompt \"" << prompt << "\": first difference at step " << i
-                                      << " is not a near-tie";
+      EXPECT_TRUE(ties.count(int(i)))
+          << "prompt \"" << prompt << "\": first difference at step " << i << " is not a near-tie";
     } else {
       EXPECT_EQ(out.tokens.size(), want.size());
       EXPECT_EQ(out.text, cs["generated_text"].get<std::string>()) << "prompt \"" << prompt << "\"";
@@ -54,15 +55,16 @@ TEST_P(GoldenEngine, GreedyFromTextPrompt) {
       size_t k = 0;
       while (k < want_ig.size() && k < ig.tokens.size() && ig.tokens[k] == want_ig[k]) ++k;
       if (k < want_ig.size()) {
-        EXPECT_TRUE(ig_ties.count(int(k))) << "ignore_eos \"" << prompt << "\": first difference at step " << k;
+        EXPECT_TRUE(ig_ties.count(int(k)))
+            << "ignore_eos \"" << prompt << "\": first difference at step " << k;
       }
       EXPECT_EQ(ig.stop_reason, "length");
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, GoldenEngine,
-                         ::testing::ValuesIn(tf::test::golden_models()), tf::test::StemName());
+INSTANTIATE_TEST_SUITE_P(Models, GoldenEngine, ::testing::ValuesIn(tf::test::golden_models()),
+                         tf::test::StemName());
 
 TEST(GoldenPerplexity, WithinOneThousandthOfLlamaCpp) {
   TF_REQUIRE_SHARED("golden/ppl/ppl.json");
@@ -83,8 +85,8 @@ TEST(GoldenPerplexity, WithinOneThousandthOfLlamaCpp) {
     ASSERT_EQ(r.chunk_ppl.size(), chunks.size()) << path;
     for (size_t i = 0; i < chunks.size(); ++i)
       EXPECT_NEAR(r.chunk_ppl[i], chunks[i], chunks[i] * 2e-3) << path << " chunk " << i;
-    std::printf("  %-45s ppl %.4f (llama.cpp %.4f, ratio %.6f)\n", m["model_file"].get<std::string>().c_str(),
-                r.ppl, want, r.ppl / want);
+    std::printf("  %-45s ppl %.4f (llama.cpp %.4f, ratio %.6f)\n",
+                m["model_file"].get<std::string>().c_str(), r.ppl, want, r.ppl / want);
   }
 }
 
@@ -106,8 +108,8 @@ TEST(GoldenPerplexity, FastNumericsWithinOneThousandth) {
     const tf::PerplexityResult r = engine->perplexity(text, m["n_ctx"].get<int64_t>());
     const double want = m["final_ppl"].get<double>();
     EXPECT_NEAR(r.ppl, want, want * 1e-3) << path;
-    std::printf("  %-45s fast ppl %.4f (llama.cpp %.4f, ratio %.6f)\n", m["model_file"].get<std::string>().c_str(),
-                r.ppl, want, r.ppl / want);
+    std::printf("  %-45s fast ppl %.4f (llama.cpp %.4f, ratio %.6f)\n",
+                m["model_file"].get<std::string>().c_str(), r.ppl, want, r.ppl / want);
   }
   tf::kernels::set_numerics(saved);
 }
@@ -142,7 +144,8 @@ TEST(Engine, PromptLongerThanContextIsAnError) {
   lo.n_ctx = 8;
   auto engine = tf::Engine::load(tf::test::shared_path("models/gguf/stories260K.gguf"), lo);
   tf::GenerateOptions go;
-  EXPECT_THROW(engine->generate("Once upon a time there was a little girl named Lily who", go), tf::Error);
+  EXPECT_THROW(engine->generate("Once upon a time there was a little girl named Lily who", go),
+               tf::Error);
   // Exactly filling the context is fine: generation stops there.
   go.n_predict = 100;
   go.sampling.temperature = 0;

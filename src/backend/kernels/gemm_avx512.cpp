@@ -152,7 +152,9 @@ struct Q4_0K {
   static size_t act_bytes(int64_t n) { return size_t(groups(n)) * sizeof(ActQ4_0); }
   static size_t panel_bytes(int64_t n) { return size_t(groups(n)) * sizeof(PanelQ4_0); }
 
-  TF_TARGET_AVX512_VNNI static void prep(const uint8_t* act, int64_t n, uint8_t* out) { prep_biased<8>(act, n, out); }
+  TF_TARGET_AVX512_VNNI static void prep(const uint8_t* act, int64_t n, uint8_t* out) {
+    prep_biased<8>(act, n, out);
+  }
 
   // The activations' codes transposed to a lane per block, with the bias that takes off the
   // weights' offset (Q4_0: codes 0..15 stand for -8..7; Q8_0 weights get +128 below).
@@ -440,8 +442,10 @@ struct Q8_0FastK : Q4_0K {
         for (int m = 0; m < 8; ++m) {
           const int64_t b = b0 + 2 * m;
           // Blocks past the end: codes 0 against zero activations, scale 0.
-          const __m256i lo = b < nb ? _mm256_xor_si256(load256(x[b].qs), flip) : _mm256_setzero_si256();
-          const __m256i hi = b + 1 < nb ? _mm256_xor_si256(load256(x[b + 1].qs), flip) : _mm256_setzero_si256();
+          const __m256i lo =
+              b < nb ? _mm256_xor_si256(load256(x[b].qs), flip) : _mm256_setzero_si256();
+          const __m256i hi =
+              b + 1 < nb ? _mm256_xor_si256(load256(x[b + 1].qs), flip) : _mm256_setzero_si256();
           p[m] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
         }
         for (int L = 0; L < 16; ++L) d[L] = b0 + L < nb ? x[b0 + L].d : 0;

@@ -5,7 +5,6 @@
 // so it can be compiled for the baseline.
 #pragma once
 
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -69,7 +68,8 @@ void run_chunk(const uint8_t* w, size_t stride, int64_t nrows, const uint8_t* a,
       const size_t rb = K::row_bytes(n);
       for (int r = 0; r < nn; ++r) {
         const char* p = reinterpret_cast<const char*>(w + size_t(r0 + K::kR + r) * stride);
-        for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(p + o, 0, 2);  // into L2 (prefetcht1)
+        for (size_t o = 0; o < rb; o += 64)
+          __builtin_prefetch(p + o, 0, 2);  // into L2 (prefetcht1)
       }
     }
     float* o = out + r0;

@@ -151,11 +151,11 @@ struct PagedRows {
 // h < m and d < D, with v(j, e) element e of fp16 row j: the attention-weighted sums of the
 // values for m weight vectors (the query heads of one KV head, or the tokens of a prompt
 // tile). Each row is converted once for all m. (Attention rounds the weights to fp16 first,
-// as llama.cpp does: round_to_f16; the products are then exact in float.) Sums run over j in order, in registers
-// over all positions and blocks, so the block size never changes the result; the SIMD
+// as llama.cpp does: round_to_f16; the products are then exact in float.) Sums run over j in order,
+// in registers over all positions and blocks, so the block size never changes the result; the SIMD
 // versions round like the reference up to FMA contraction.
-void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                      const float* p, size_t p_stride, int64_t m, float* out, size_t out_stride);
+void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D, const float* p,
+                      size_t p_stride, int64_t m, float* out, size_t out_stride);
 void f16_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
                                 const float* p, size_t p_stride, int64_t m, float* out,
                                 size_t out_stride);
@@ -172,8 +172,8 @@ void q8_0_scores_sliced(const uint8_t* rows, size_t stride, int64_t len, int64_t
 // out[d] = sum over j < len of p[j] * value(j, start + d), for d < D: the attention-weighted
 // sum of the values. The SIMD version (whole blocks) keeps a head's sums in registers over
 // all positions; it rounds like the reference up to the order of FMA contraction.
-void q8_0_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
-                       const float* p, float* out);
+void q8_0_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D, const float* p,
+                       float* out);
 void q8_0_weighted_sum_reference(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
                                  const float* p, float* out);
 

@@ -57,8 +57,8 @@ TF_TARGET_AVX2 void dot_f16_rows(const uint16_t* w, size_t stride, int64_t rows,
 
 // f16_weighted_sum for D % 16 == 0: up to 8 vectors of 8 sums in registers over all rows.
 template <int NV>
-TF_TARGET_AVX2 void f16_wsum_slab(const PagedRows& rows, int64_t len, size_t extra,
-                                  const float* p, float* out) {
+TF_TARGET_AVX2 void f16_wsum_slab(const PagedRows& rows, int64_t len, size_t extra, const float* p,
+                                  float* out) {
   __m256 acc[NV];
   for (int k = 0; k < NV; ++k) acc[k] = _mm256_setzero_ps();
   const int64_t B = rows.block_len();
@@ -74,9 +74,9 @@ TF_TARGET_AVX2 void f16_wsum_slab(const PagedRows& rows, int64_t len, size_t ext
   for (int k = 0; k < NV; ++k) _mm256_storeu_ps(out + 8 * k, acc[k]);
 }
 
-TF_TARGET_AVX2 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start,
-                                     int64_t D, const float* p, size_t p_stride, int64_t m,
-                                     float* out, size_t out_stride) {
+TF_TARGET_AVX2 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                                     const float* p, size_t p_stride, int64_t m, float* out,
+                                     size_t out_stride) {
   using Slab = void (*)(const PagedRows&, int64_t, size_t, const float*, float*);
   static constexpr Slab kSlabs[] = {f16_wsum_slab<2>, f16_wsum_slab<4>, f16_wsum_slab<6>,
                                     f16_wsum_slab<8>};

@@ -345,25 +345,25 @@ TF_TARGET_AVX512 bool dot_f16_group(const uint16_t* w, size_t stride, int64_t ro
 // `r` the row's first byte (plus `extra`) and `j` its position, prefetching 8 rows ahead
 // within a block and the next block's first rows near a block's end. (A macro, not a lambda:
 // GCC does not compile a lambda's body for its enclosing function's target.)
-#define TF_FOR_EACH_PAGED_ROW(rows, len, extra, ROW_BODY)                                   \
-  do {                                                                                     \
-    const int64_t B_ = (rows).block_len();                                                 \
-    for (int64_t b0_ = 0, bi_ = 0; b0_ < (len); b0_ += B_, ++bi_) {                         \
-      const uint8_t* base_ = (rows).blocks[bi_] + (rows).offset + (extra);                  \
-      const int64_t n_ = std::min(B_, (len) - b0_);                                        \
-      const uint8_t* next_ =                                                               \
-          b0_ + B_ < (len) ? (rows).blocks[bi_ + 1] + (rows).offset + (extra) : nullptr;    \
-      for (int64_t i_ = 0; i_ < n_; ++i_) {                                                \
-        const uint8_t* r = base_ + size_t(i_) * (rows).stride;                             \
-        if (i_ + 8 < n_)                                                                   \
-          _mm_prefetch(reinterpret_cast<const char*>(r + 8 * (rows).stride), _MM_HINT_T0); \
-        else if (next_)                                                                    \
+#define TF_FOR_EACH_PAGED_ROW(rows, len, extra, ROW_BODY)                                          \
+  do {                                                                                             \
+    const int64_t B_ = (rows).block_len();                                                         \
+    for (int64_t b0_ = 0, bi_ = 0; b0_ < (len); b0_ += B_, ++bi_) {                                \
+      const uint8_t* base_ = (rows).blocks[bi_] + (rows).offset + (extra);                         \
+      const int64_t n_ = std::min(B_, (len)-b0_);                                                  \
+      const uint8_t* next_ =                                                                       \
+          b0_ + B_ < (len) ? (rows).blocks[bi_ + 1] + (rows).offset + (extra) : nullptr;           \
+      for (int64_t i_ = 0; i_ < n_; ++i_) {                                                        \
+        const uint8_t* r = base_ + size_t(i_) * (rows).stride;                                     \
+        if (i_ + 8 < n_)                                                                           \
+          _mm_prefetch(reinterpret_cast<const char*>(r + 8 * (rows).stride), _MM_HINT_T0);         \
+        else if (next_)                                                                            \
           _mm_prefetch(reinterpret_cast<const char*>(next_ + size_t(i_ + 8 - n_) * (rows).stride), \
-                       _MM_HINT_T0);                                                       \
-        const int64_t j = b0_ + i_;                                                        \
-        ROW_BODY                                                                           \
-      }                                                                                    \
-    }                                                                                      \
+                       _MM_HINT_T0);                                                               \
+        const int64_t j = b0_ + i_;                                                                \
+        ROW_BODY                                                                                   \
+      }                                                                                            \
+    }                                                                                              \
   } while (0)
 
 // NV vectors (16 * NV columns) of G weight vectors' sums, in registers over all positions;
@@ -417,8 +417,8 @@ TF_TARGET_AVX512 void f16_wsum_columns(const PagedRows& rows, int64_t len, size_
                                    f16_wsum_tile<NV, std::min(6, kG)>,
                                    f16_wsum_tile<NV, std::min(7, kG)>};
   if (h < m)  // the rest (fewer than kG) in one pass
-    kRest[m - h](rows, len, extra, p + size_t(h) * p_stride, p_stride,
-                 out + size_t(h) * out_stride, out_stride);
+    kRest[m - h](rows, len, extra, p + size_t(h) * p_stride, p_stride, out + size_t(h) * out_stride,
+                 out_stride);
 }
 
 // Tiles of NV vectors for G = 1..8 weight vectors.
@@ -436,9 +436,9 @@ struct WsumTiles {
                                   f16_wsum_tile<NV, 8>};
 };
 
-TF_TARGET_AVX512 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start,
-                                       int64_t D, const float* p, size_t p_stride, int64_t m,
-                                       float* out, size_t out_stride) {
+TF_TARGET_AVX512 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64_t start, int64_t D,
+                                       const float* p, size_t p_stride, int64_t m, float* out,
+                                       size_t out_stride) {
   if (m <= 8) {
     // A few weight vectors (a decoding token's heads of one KV head): all of them in one pass
     // over the rows, the head's columns split so that at most 24 sums are in registers.
@@ -459,8 +459,8 @@ TF_TARGET_AVX512 void f16_weighted_sum(const PagedRows& rows, int64_t len, int64
     }
     return;
   }
-  using Cols = void (*)(const PagedRows&, int64_t, size_t, const float*, size_t, int64_t, float*,
-                        size_t);
+  using Cols =
+      void (*)(const PagedRows&, int64_t, size_t, const float*, size_t, int64_t, float*, size_t);
   static constexpr Cols kCols[] = {f16_wsum_columns<1>, f16_wsum_columns<2>, f16_wsum_columns<3>,
                                    f16_wsum_columns<4>, f16_wsum_columns<5>, f16_wsum_columns<6>,
                                    f16_wsum_columns<7>, f16_wsum_columns<8>};
