@@ -22,6 +22,7 @@
 #include "tokenfab/tokenfab.h"
 #include "tools/progress.h"
 #include "util/error.h"
+#include "util/file.h"
 
 namespace tf::server {
 
@@ -240,14 +241,11 @@ class Server {
       if (bar) bar->finish();
       std::unique_ptr<chat::ChatTemplate> tmpl;
       if (!o_.chat_template_file.empty()) {
-        std::ifstream f(o_.chat_template_file, std::ios::binary);
-        if (!f) throw Error("cannot read the chat template " + o_.chat_template_file);
-        std::stringstream ss;
-        ss << f.rdbuf();
         const Tokenizer& tok = engine->tokenizer();
-        tmpl = std::make_unique<chat::ChatTemplate>(
-            ss.str(), tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
-            tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
+        tmpl =
+            std::make_unique<chat::ChatTemplate>(read_file(o_.chat_template_file, "chat template"),
+                                                 tok.bos() >= 0 ? tok.token_text(tok.bos()) : "",
+                                                 tok.eos() >= 0 ? tok.token_text(tok.eos()) : "");
       } else {
         tmpl = std::make_unique<chat::ChatTemplate>(
             chat::ChatTemplate::from_model(engine->model().file(), engine->tokenizer()));

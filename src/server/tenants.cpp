@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/file.h"
 
 namespace tf::server {
 
@@ -109,14 +110,6 @@ int64_t seconds_to_next(std::chrono::system_clock::time_point t, bool month) {
   }
   const std::time_t next = timegm(&tm);
   return std::max<int64_t>(1, int64_t(next - tt));
-}
-
-std::string read_file(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw Error(std::string("cannot read the ") + what + " " + path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -302,11 +295,6 @@ void Tenants::release(const std::string& tenant) {
   std::lock_guard<std::mutex> lk(mu_);
   State& st = state(tenant);
   if (st.in_flight > 0) --st.in_flight;
-}
-
-void Tenants::count_refusal(const std::string& tenant, const std::string& code) {
-  std::lock_guard<std::mutex> lk(mu_);
-  ++state(tenant).refused[code];
 }
 
 void Tenants::charge(const std::string& tenant, const TenantCharge& c, SysClock::time_point now) {

@@ -92,8 +92,6 @@ class Tenants {
   void release(const std::string& tenant);
   void charge(const std::string& tenant, const TenantCharge& c,
               SysClock::time_point now = SysClock::now());
-  // Requests of the tenant refused, by reason ("requests_per_minute", "concurrency", ...).
-  void count_refusal(const std::string& tenant, const std::string& code);
 
   struct Row {
     std::string name;
