@@ -2,7 +2,9 @@
 // (full causal attention recomputed for every position, RoPE angles from pow()), on random
 // models of each supported architecture. Also: batching must not change results.
 #include <cmath>
+#include <cstdio>
 
+#include "backend/kernels/kernels.h"
 #include "format/gguf.h"
 #include "model/context.h"
 #include "model/model.h"
@@ -291,3 +293,67 @@ TEST(ModelLoad, RejectsWrongShapesAndArchitectures) {
 }
 
 }  // namespace
+
+// Q4_0 matrices rewritten into tiles at load (Model::load on a copied file): the same logits
+// as the rows read in place (from_memory), up to the float order of the kernels, for a batch and
+// for single tokens, at every kernel level (lower levels untile each tile first); and the
+// reference forward agrees. The output matrix (40 rows) has two tiles and 8 plain rows.
+TEST(ReferenceForward, Q4_0TilesAtLoadMatchRows) {
+  TinySpec s;
+  s.wtype = tf::DType::Q4_0;
+  s.n_embd = 64;
+  s.n_ff = 96;
+  TensorMap T;
+  Loaded rows = load(s, &T);
+  const std::string path = ::testing::TempDir() + "tiles_q4_0.gguf";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(rows.bytes.data(), 1, rows.bytes.size(), f), rows.bytes.size());
+    std::fclose(f);
+  }
+  auto tiled = tf::Model::load(path);
+  EXPECT_EQ(rows.model->tiled_matrices(), 0);
+  if (tf::kernels::preferred_layout(tf::DType::Q4_0, 64, 64) == tf::kernels::Layout::kRows) {
+    EXPECT_EQ(tiled->tiled_matrices(), 0);
+    GTEST_SKIP() << "no tile kernels at this CPU's level: nothing is tiled";
+  }
+  EXPECT_EQ(tiled->tiled_matrices(), 2 * 7 + 1);
+  EXPECT_EQ(tf::Model::load(path, /*use_mmap=*/true)->tiled_matrices(), 0);  // mapped: rows
+  const auto want = reference(s, T, kTokens);
+  const tf::kernels::Isa saved = tf::kernels::active();
+  for (tf::kernels::Isa isa : {tf::kernels::Isa::kAvx512, tf::kernels::Isa::kAvx2,
+                               tf::kernels::Isa::kScalar}) {
+    tf::kernels::set_active(isa);
+    SCOPED_TRACE(tf::kernels::isa_name(tf::kernels::active()));
+    tf::ContextParams cp;
+    cp.n_ctx = 64;
+    for (bool batch : {true, false}) {
+      tf::Context a(*rows.model, cp), b(*tiled, cp);
+      double worst_rows = 0, worst_ref = 0;
+      for (size_t t = 0; t < kTokens.size(); ++t) {
+        tf::Batch bt;
+        if (batch) {
+          if (t > 0) break;
+          for (size_t i = 0; i < kTokens.size(); ++i) bt.add(kTokens[i], int32_t(i), 0, true);
+        } else {
+          bt.add(kTokens[t], int32_t(t), 0, true);
+        }
+        a.decode(bt);
+        b.decode(bt);
+        for (int64_t k = 0; k < bt.size(); ++k) {
+          const size_t pos = batch ? size_t(k) : t;
+          for (int i = 0; i < s.n_vocab; ++i) {
+            const float x = a.logits(k)[i], y = b.logits(k)[i];
+            worst_rows = std::max(worst_rows, double(std::fabs(x - y)) / (1 + std::fabs(x)));
+            worst_ref = std::max(worst_ref, std::fabs(y - want[pos][size_t(i)]));
+          }
+        }
+      }
+      EXPECT_LT(worst_rows, 1e-4) << (batch ? "batch" : "single tokens") << ": tiles vs rows";
+      EXPECT_LT(worst_ref, 1e-1) << (batch ? "batch" : "single tokens") << ": tiles vs reference";
+    }
+  }
+  tf::kernels::set_active(saved);
+  std::remove(path.c_str());
+}
