@@ -91,6 +91,14 @@ void Model::tile_weights(gguf::File& f) {
     for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) tile(*w);
 }
 
+int64_t Model::matmul_params() const {
+  auto n = [](const WeightView& w) { return w.empty() ? int64_t(0) : w.rows * w.cols; };
+  int64_t total = n(output_);
+  for (const LayerWeights& L : layers_)
+    total += n(L.wq) + n(L.wk) + n(L.wv) + n(L.wo) + n(L.w_gate) + n(L.w_up) + n(L.w_down);
+  return total;
+}
+
 int64_t Model::tiled_matrices() const {
   int64_t n = output_.layout != kernels::Layout::kRows;
   for (const LayerWeights& L : layers_)

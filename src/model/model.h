@@ -48,6 +48,7 @@ class Model {
 
   size_t weight_bytes() const;  // bytes of all tensors read per token (for reporting)
   int64_t tiled_matrices() const;  // matrices held in a tile layout (for reporting)
+  int64_t matmul_params() const;   // weights multiplied per token (output included)
 
  private:
   Model() = default;

@@ -36,9 +36,12 @@ TF_TARGET_AVX512_VNNI inline void prefetch_block(const uint8_t* g) {
 }
 
 TF_TARGET_AVX512_VNNI inline int32_t code_sum(const int8_t* q) {
-  int32_t s = 0;
-  for (int i = 0; i < kQK; ++i) s += q[i];
-  return s;
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+  const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), v);
+  __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4E));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xB1));
+  return _mm_cvtsi128_si32(x);
 }
 
 // ---- one token --------------------------------------------------------------------------------
