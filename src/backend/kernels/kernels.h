@@ -112,10 +112,17 @@ void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, con
 //    the 16 rows' fp16 scales. So a SIMD lane holds one row: 16 rows times one activation
 //    block are 8 vpdpbusd with broadcast activation codes and no horizontal sums, and a prompt
 //    or a batch of sequences unpacks each block once for up to 16 tokens held in registers.
-//    Rows after the last whole tile (rows % 16) stay rows.
-// Results keep the exact integer sum of each block; the float additions run in block order
-// with a fused multiply-add per block (dot_rows's Q4_0 kernels order them differently).
-enum class Layout : uint8_t { kRows, kQ4_0x16 };
+//  - kQ4_Kx16: Q4_K rows in tiles of 16 rows. For each super-block b of a tile, 2304 bytes:
+//    32 vectors of 64 bytes, dword L of vector v holding code bytes 4v..4v+3 of row L (the low
+//    nibbles of vector v are elements 64 (v / 8) + 4 (v % 8) + 0..3, the high ones 32 further);
+//    3 vectors holding the rows' 12 packed scale bytes as dwords the same way; then the 16 d
+//    and the 16 dmin (fp16). The 6-bit scales unpack with a few 32-bit operations for all 16
+//    rows at once, and each sub-block's sum is scaled in integers, as the reference does.
+// Rows after the last whole tile (rows % 16) stay rows.
+// Results keep the exact integer sum of each block (Q4_K: of each super-block, scales and
+// mins applied in integers); the float additions run in block order with a fused multiply-add
+// per block (dot_rows's kernels order them differently).
+enum class Layout : uint8_t { kRows, kQ4_0x16, kQ4_Kx16 };
 
 // The layout the active level reads fastest for a rows x n matrix of type w (kRows: none).
 Layout preferred_layout(DType w, int64_t rows, int64_t n);
