@@ -175,7 +175,10 @@ INSTANTIATE_TEST_SUITE_P(Layouts, TileKernels,
                                            Case{Layout::kQ4_0x16, DType::Q4_0, 2048, 32},
                                            Case{Layout::kQ4_Kx16, DType::Q4_K, 256, 16},
                                            Case{Layout::kQ4_Kx16, DType::Q4_K, 256 * 3, 37},
-                                           Case{Layout::kQ4_Kx16, DType::Q4_K, 2048, 48 + 5}),
+                                           Case{Layout::kQ4_Kx16, DType::Q4_K, 2048, 48 + 5},
+                                           Case{Layout::kQ6_Kx16, DType::Q6_K, 256, 16},
+                                           Case{Layout::kQ6_Kx16, DType::Q6_K, 256 * 3, 37},
+                                           Case{Layout::kQ6_Kx16, DType::Q6_K, 2048, 48 + 5}),
                          [](const ::testing::TestParamInfo<Case>& i) {
                            return std::string(dtype_name(i.param.type)) + "_n" +
                                   std::to_string(i.param.n) + "_rows" +

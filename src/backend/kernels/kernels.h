@@ -118,11 +118,14 @@ void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, con
 //    3 vectors holding the rows' 12 packed scale bytes as dwords the same way; then the 16 d
 //    and the 16 dmin (fp16). The 6-bit scales unpack with a few 32-bit operations for all 16
 //    rows at once, and each sub-block's sum is scaled in integers, as the reference does.
+//  - kQ6_Kx16: Q6_K rows in tiles of 16 rows. For each super-block, 3360 bytes: the rows' 128
+//    low-bit bytes as 32 dword vectors, their 64 high-bit bytes as 16, their 16 scales as 4,
+//    then the 16 d (fp16).
 // Rows after the last whole tile (rows % 16) stay rows.
-// Results keep the exact integer sum of each block (Q4_K: of each super-block, scales and
-// mins applied in integers); the float additions run in block order with a fused multiply-add
+// Results keep the exact integer sum of each block (the K types: of each super-block, scales
+// and mins applied in integers); the float additions run in block order with a fused multiply-add
 // per block (dot_rows's kernels order them differently).
-enum class Layout : uint8_t { kRows, kQ4_0x16, kQ4_Kx16 };
+enum class Layout : uint8_t { kRows, kQ4_0x16, kQ4_Kx16, kQ6_Kx16 };
 
 // The layout the active level reads fastest for a rows x n matrix of type w (kRows: none).
 Layout preferred_layout(DType w, int64_t rows, int64_t n);

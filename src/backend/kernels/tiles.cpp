@@ -69,6 +69,31 @@ void q4_k_to_rows(const uint8_t* g, int64_t b, size_t stride, uint8_t* rows) {
   }
 }
 
+// Q6_K (see Layout::kQ6_Kx16): low bits, high bits and scales as dword vectors, then d.
+void q6_k_to_tile(const uint8_t* rows, size_t stride, int64_t b, uint8_t* g) {
+  for (int L = 0; L < kTileRows; ++L) {
+    BlockQ6_K blk;
+    std::memcpy(&blk, rows + size_t(L) * stride + size_t(b) * sizeof blk, sizeof blk);
+    for (int v = 0; v < 32; ++v) std::memcpy(g + 64 * v + 4 * L, blk.ql + 4 * v, 4);
+    for (int v = 0; v < 16; ++v) std::memcpy(g + 2048 + 64 * v + 4 * L, blk.qh + 4 * v, 4);
+    for (int v = 0; v < 4; ++v) std::memcpy(g + 3072 + 64 * v + 4 * L, blk.scales + 4 * v, 4);
+    std::memcpy(g + 3328 + 2 * L, &blk.d, 2);
+  }
+}
+void q6_k_to_rows(const uint8_t* g, int64_t b, size_t stride, uint8_t* rows) {
+  for (int L = 0; L < kTileRows; ++L) {
+    BlockQ6_K blk;
+    for (int v = 0; v < 32; ++v) std::memcpy(blk.ql + 4 * v, g + 64 * v + 4 * L, 4);
+    for (int v = 0; v < 16; ++v) std::memcpy(blk.qh + 4 * v, g + 2048 + 64 * v + 4 * L, 4);
+    for (int v = 0; v < 4; ++v) std::memcpy(blk.scales + 4 * v, g + 3072 + 64 * v + 4 * L, 4);
+    std::memcpy(&blk.d, g + 3328 + 2 * L, 2);
+    std::memcpy(rows + size_t(L) * stride + size_t(b) * sizeof blk, &blk, sizeof blk);
+  }
+}
+
+const detail::TileOps& q6_k_ops() {
+  return detail::active_table().q6_kx16;
+}
 const detail::TileOps& q4_0_ops() {
   return detail::active_table().q4_0x16;
 }
@@ -76,11 +101,17 @@ const detail::TileOps& q4_k_ops() {
   return detail::active_table().q4_kx16;
 }
 
+DType layout_type(Layout l) {
+  return l == Layout::kQ4_Kx16 ? DType::Q4_K : l == Layout::kQ6_Kx16 ? DType::Q6_K : DType::Q4_0;
+}
+
 const Desc& desc(Layout l, const char* what) {
   static const Desc q4_0{DType::Q4_0, sizeof(BlockQ4_0), q4_0_to_tile, q4_0_to_rows, 16, q4_0_ops};
   static const Desc q4_k{DType::Q4_K, sizeof(BlockQ4_K), q4_k_to_tile, q4_k_to_rows, 8, q4_k_ops};
   if (l == Layout::kQ4_0x16) return q4_0;
+  static const Desc q6_k{DType::Q6_K, sizeof(BlockQ6_K), q6_k_to_tile, q6_k_to_rows, 8, q6_k_ops};
   if (l == Layout::kQ4_Kx16) return q4_k;
+  if (l == Layout::kQ6_Kx16) return q6_k;
   throw Error(std::string(what) + ": unknown tile layout");
 }
 
@@ -115,6 +146,7 @@ Layout preferred_layout(DType w, int64_t rows, int64_t n) {
   const detail::Table& t = detail::active_table();
   if (w == DType::Q4_0 && n % kQK == 0 && t.q4_0x16.dot) return Layout::kQ4_0x16;
   if (w == DType::Q4_K && n % kQK_K == 0 && t.q4_kx16.dot) return Layout::kQ4_Kx16;
+  if (w == DType::Q6_K && n % kQK_K == 0 && t.q6_kx16.dot) return Layout::kQ6_Kx16;
   return Layout::kRows;
 }
 
@@ -123,8 +155,7 @@ int64_t tiled_rows(Layout l, int64_t rows) {
 }
 
 void tile(Layout l, uint8_t* data, size_t stride, int64_t rows, int64_t n) {
-  const Desc& d =
-      check_layout(l, l == Layout::kQ4_Kx16 ? DType::Q4_K : DType::Q4_0, stride, n, "tile");
+  const Desc& d = check_layout(l, layout_type(l), stride, n, "tile");
   const int64_t nb = n / dtype_info(d.type).block_size;
   std::vector<uint8_t> tmp(size_t(kTileRows) * stride);
   for (int64_t r = 0; r + kTileRows <= rows; r += kTileRows) {
@@ -136,8 +167,7 @@ void tile(Layout l, uint8_t* data, size_t stride, int64_t rows, int64_t n) {
 }
 
 void untile(Layout l, uint8_t* data, size_t stride, int64_t rows, int64_t n) {
-  const Desc& d =
-      check_layout(l, l == Layout::kQ4_Kx16 ? DType::Q4_K : DType::Q4_0, stride, n, "untile");
+  const Desc& d = check_layout(l, layout_type(l), stride, n, "untile");
   const int64_t nb = n / dtype_info(d.type).block_size;
   std::vector<uint8_t> tmp(size_t(kTileRows) * stride);
   for (int64_t r = 0; r + kTileRows <= rows; r += kTileRows) {

@@ -363,6 +363,198 @@ TF_TARGET_AVX512_VNNI void gemm_q4_kx16(const uint8_t* tiles, int64_t ntiles, si
                  reinterpret_cast<const ActKTokens*>(prepared), n / kQK_K, out, os);
 }
 
+// ---- Q6_K
+// ----------------------------------------------------------------------------------------
+//
+// A super-block of a tile: 32 vectors of low-bit bytes (ql), 16 of high-bit bytes (qh), 4 of
+// scales, then d. For half h and dword k, with A = ql vector 16h + k, B = ql vector 16h + 8 + k
+// and H = qh vector 8h + k, code c (elements 128h + 32c + 4k..+3) is the nibble of A (c = 0, 2:
+// low, high) or B (c = 1, 3) with two bits of H above it: 0..63, standing for -32..31. Group g
+// of 16 elements (g = 8h + 2c + k / 4) has its own int8 scale; the -32 comes off as
+// -32 * (the group's activation sum, from Q8_K's per-16 sums), the start of its integer sum.
+
+constexpr size_t kQ6Block = 16 * sizeof(BlockQ6_K);  // 3360
+constexpr size_t kQ6High = 2048, kQ6Scales = 3072, kQ6D = 3328;
+
+// Code c of dword k in half h, for 16 rows.
+TF_TARGET_AVX512_VNNI inline __m512i q6_code(const uint8_t* g, int h, int c, int k) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i q = _mm512_loadu_si512(g + 64 * (16 * h + 8 * (c & 1) + k));
+  const __m512i hb = _mm512_loadu_si512(g + kQ6High + 64 * (8 * h + k));
+  const __m512i nib =
+      c < 2 ? _mm512_and_si512(q, low4) : _mm512_and_si512(_mm512_srli_epi16(q, 4), low4);
+  // Bits 2c, 2c + 1 of each qh byte, moved to bits 4, 5.
+  const __m512i two = _mm512_set1_epi8(0x30);
+  __m512i hi;
+  switch (c) {
+    case 0:
+      hi = _mm512_slli_epi16(hb, 4);
+      break;
+    case 1:
+      hi = _mm512_slli_epi16(hb, 2);
+      break;
+    case 2:
+      hi = hb;
+      break;
+    default:
+      hi = _mm512_srli_epi16(hb, 2);
+      break;
+  }
+  return _mm512_or_si512(nib, _mm512_and_si512(hi, two));
+}
+
+// The int8 scale of group j (0..15) of each row, sign-extended to int32 per lane.
+TF_TARGET_AVX512_VNNI inline __m512i q6_scale(const uint8_t* g, int j) {
+  const __m512i v = _mm512_loadu_si512(g + kQ6Scales + 64 * (j / 4));
+  return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * (j % 4)), 24);
+}
+
+struct ActQ6Block {
+  int32_t bias[16];  // -32 * (activation sum of group j)
+  float d;
+};
+
+inline void q6_bias(const BlockQ8_K& y, int32_t* bias) {
+  for (int j = 0; j < 16; ++j) bias[j] = -32 * int32_t(y.bsums[j]);
+}
+
+TF_TARGET_AVX512_VNNI void dot_q6_kx16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                       const uint8_t* act, int64_t n, float* out) {
+  const int64_t nb = n / kQK_K;
+  const auto* y = reinterpret_cast<const BlockQ8_K*>(act);
+  auto* pre = reinterpret_cast<ActQ6Block*>(act_scratch(size_t(nb) * sizeof(ActQ6Block)));
+  for (int64_t b = 0; b < nb; ++b) {
+    q6_bias(y[b], pre[b].bias);
+    pre[b].d = y[b].d;
+  }
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kQ6Block;
+      const int8_t* q = y[b].qs;
+      for (int k = 0; k < 53; ++k)
+        _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 64 * k), _MM_HINT_T0);
+      __m512i isum = _mm512_setzero_si512();
+      for (int h = 0; h < 2; ++h) {
+        // s[c][kq]: group 8h + 2c + kq. Each ql/qh dword triple gives its four codes at once.
+        __m512i s[4][2];
+        for (int c = 0; c < 4; ++c)
+          for (int kq = 0; kq < 2; ++kq)
+            s[c][kq] = _mm512_set1_epi32(pre[b].bias[8 * h + 2 * c + kq]);
+        for (int k = 0; k < 8; ++k) {
+          const __m512i A = _mm512_loadu_si512(g + 64 * (16 * h + k));
+          const __m512i B = _mm512_loadu_si512(g + 64 * (16 * h + 8 + k));
+          const __m512i H = _mm512_loadu_si512(g + kQ6High + 64 * (8 * h + k));
+          const __m512i low4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(0x30);
+          const __m512i code[4] = {_mm512_or_si512(_mm512_and_si512(A, low4),
+                                                   _mm512_and_si512(_mm512_slli_epi16(H, 4), two)),
+                                   _mm512_or_si512(_mm512_and_si512(B, low4),
+                                                   _mm512_and_si512(_mm512_slli_epi16(H, 2), two)),
+                                   _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), low4),
+                                                   _mm512_and_si512(H, two)),
+                                   _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(B, 4), low4),
+                                                   _mm512_and_si512(_mm512_srli_epi16(H, 2), two))};
+          for (int c = 0; c < 4; ++c)
+            s[c][k / 4] =
+                _mm512_dpbusd_epi32(s[c][k / 4], code[c], bcast32(q + 128 * h + 32 * c + 4 * k));
+        }
+        for (int c = 0; c < 4; ++c)
+          for (int kq = 0; kq < 2; ++kq)
+            isum = _mm512_add_epi32(isum,
+                                    _mm512_mullo_epi32(s[c][kq], q6_scale(g, 8 * h + 2 * c + kq)));
+      }
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kQ6D)));
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(pre[b].d)),
+                            acc);
+    }
+    _mm512_storeu_ps(out + 16 * i, acc);
+  }
+}
+
+struct alignas(64) ActQ6Tokens {
+  int8_t qs[8][kQK_K];
+  int32_t bias[8][16];
+  float d[8];
+};
+
+template <int T>
+TF_TARGET_AVX512_VNNI void gemm_q6_tiles(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                         const ActQ6Tokens* a, int64_t nb, float* out, int64_t os) {
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kQ6Block;
+      const ActQ6Tokens& A = a[b];
+      for (int k = 0; k < 53; ++k)
+        _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 64 * k), _MM_HINT_T0);
+      __m512i isum[T];
+      for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+      for (int h = 0; h < 2; ++h)
+        for (int c = 0; c < 4; ++c) {
+          __m512i w[8];
+          for (int k = 0; k < 8; ++k) w[k] = q6_code(g, h, c, k);
+          const int j = 8 * h + 2 * c;
+          const __m512i sc0 = q6_scale(g, j), sc1 = q6_scale(g, j + 1);
+          const int off = 128 * h + 32 * c;
+#pragma GCC unroll 8
+          for (int t = 0; t < T; ++t) {
+            __m512i s0 = _mm512_set1_epi32(A.bias[t][j]), s1 = _mm512_set1_epi32(A.bias[t][j + 1]);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+              s0 = _mm512_dpbusd_epi32(s0, w[k], bcast32(A.qs[t] + off + 4 * k));
+              s1 = _mm512_dpbusd_epi32(s1, w[k + 4], bcast32(A.qs[t] + off + 16 + 4 * k));
+            }
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0),
+                                                                 _mm512_mullo_epi32(s1, sc1)));
+          }
+        }
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kQ6D)));
+      for (int t = 0; t < T; ++t)
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
+                                 _mm512_mul_ps(dw, _mm512_set1_ps(A.d[t])), acc[t]);
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * os + 16 * i, acc[t]);
+  }
+}
+
+template <int T>
+void gemm_q6_upto(int nt, const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                  const ActQ6Tokens* a, int64_t nb, float* out, int64_t os) {
+  if constexpr (T >= 1) {
+    if (nt == T) return gemm_q6_tiles<T>(tiles, ntiles, tile_bytes, a, nb, out, os);
+    gemm_q6_upto<T - 1>(nt, tiles, ntiles, tile_bytes, a, nb, out, os);
+  }
+}
+
+size_t prep_bytes_q6_kx16(int64_t n) {
+  return size_t(n / kQK_K) * sizeof(ActQ6Tokens);
+}
+
+void prep_q6_kx16(const uint8_t* acts, size_t as, int64_t ntok, int64_t n, uint8_t* out) {
+  const int64_t nb = n / kQK_K;
+  auto* a = reinterpret_cast<ActQ6Tokens*>(out);
+  for (int64_t t = 0; t < ntok; ++t) {
+    const auto* y = reinterpret_cast<const BlockQ8_K*>(acts + size_t(t) * as);
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(a[b].qs[t], y[b].qs, kQK_K);
+      q6_bias(y[b], a[b].bias[t]);
+      a[b].d[t] = y[b].d;
+    }
+  }
+}
+
+TF_TARGET_AVX512_VNNI void gemm_q6_kx16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                        const uint8_t* prepared, int64_t ntok, int64_t n,
+                                        float* out, int64_t os) {
+  gemm_q6_upto<8>(int(ntok), tiles, ntiles, tile_bytes,
+                  reinterpret_cast<const ActQ6Tokens*>(prepared), n / kQK_K, out, os);
+}
+
 }  // namespace
 
 void add_tiles_avx512(Table& t, const Features& f) {
@@ -375,6 +567,10 @@ void add_tiles_avx512(Table& t, const Features& f) {
   t.q4_kx16.prep_bytes = prep_bytes_q4_kx16;
   t.q4_kx16.prep = prep_q4_kx16;
   t.q4_kx16.gemm = gemm_q4_kx16;
+  t.q6_kx16.dot = dot_q6_kx16;
+  t.q6_kx16.prep_bytes = prep_bytes_q6_kx16;
+  t.q6_kx16.prep = prep_q6_kx16;
+  t.q6_kx16.gemm = gemm_q6_kx16;
 }
 
 }  // namespace tf::kernels::detail
