@@ -15,7 +15,12 @@ Runner add_synth(CLI::App& app) {
       app.add_subcommand("synth", "write a random-weight llama/qwen2/qwen3 model (for benchmarks)");
   c->add_option("-o,--output", o->out_path, "output GGUF file")->required();
   c->add_option("--vocab", o->vocab_path, "GGUF file to copy the tokenizer from")->required();
-  c->add_option("--arch", o->arch, "llama, qwen2 or qwen3")->capture_default_str();
+  c->add_option("--arch", o->arch, "llama, qwen2, qwen3 or qwen3moe")->capture_default_str();
+  c->add_option("--experts", o->experts, "experts per layer (mixture of experts; 0: dense)")
+      ->capture_default_str();
+  c->add_option("--experts-used", o->experts_used, "experts per token")->capture_default_str();
+  c->add_option("--expert-ffn", o->expert_ffn, "feed-forward size of an expert (0: --ffn)")
+      ->capture_default_str();
   c->add_option("--dim", o->dim, "embedding size")->capture_default_str();
   c->add_option("--ffn", o->ffn, "feed-forward size")->capture_default_str();
   c->add_option("--layers", o->layers, "number of layers")->capture_default_str();

@@ -165,7 +165,7 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
     if (r.bandwidth_gb_s > 0)
       r.bandwidth_fraction = r.bytes_per_token * r.tg.mean / (r.bandwidth_gb_s * 1e9);
     const ComputePeak c = measure_compute_peak(r.threads);
-    const DType act = dtype_info(model.layer(0).w_up.type).vec_dot_type;
+    const DType act = dtype_info(model.layer(0).wq.type).vec_dot_type;  // every layer has one
     const bool int8 = act == DType::Q8_0 || act == DType::Q8_K || act == DType::Q8_1;
     r.peak_gops = int8 ? c.int8_gops : c.fp32_gflops;
     r.peak_kind = std::string(int8 ? "int8 " : "fp32 ") + c.isa;

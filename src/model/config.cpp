@@ -7,9 +7,14 @@ namespace tf {
 
 const char* arch_name(Arch a) {
   switch (a) {
-    case Arch::LLAMA: return "llama";
-    case Arch::QWEN2: return "qwen2";
-    case Arch::QWEN3: return "qwen3";
+    case Arch::LLAMA:
+      return "llama";
+    case Arch::QWEN2:
+      return "qwen2";
+    case Arch::QWEN3:
+      return "qwen3";
+    case Arch::QWEN3MOE:
+      return "qwen3moe";
   }
   return "?";
 }
@@ -41,15 +46,30 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
   } else if (c.arch_name == "qwen3") {
     c.arch = Arch::QWEN3;
     c.qk_norm = true;
+  } else if (c.arch_name == "qwen3moe") {
+    c.arch = Arch::QWEN3MOE;
+    c.qk_norm = true;
   } else {
     throw Error(f.path() + ": unsupported architecture '" + c.arch_name +
-                "' (supported: llama, qwen2, qwen3)");
+                "' (supported: llama, qwen2, qwen3, qwen3moe)");
   }
   const std::string a = c.arch_name + ".";
   constexpr int64_t kMaxDim = int64_t(1) << 20;
   c.n_embd = get_dim(f, a + "embedding_length", 0, kMaxDim);
   c.n_layer = get_dim(f, a + "block_count", 0, 4096);
-  c.n_ff = get_dim(f, a + "feed_forward_length", 0, kMaxDim);
+  c.n_expert = f.get_int_or(a + "expert_count", 0);
+  if (c.n_expert < 0 || c.n_expert > 4096)
+    throw Error(f.path() + ": metadata '" + a + "expert_count' is out of range (0..4096)");
+  if (c.arch == Arch::QWEN3MOE && c.n_expert == 0)
+    throw Error(f.path() + ": metadata '" + a + "expert_count' is missing");
+  if (c.n_expert > 0) {
+    c.n_expert_used = get_dim(f, a + "expert_used_count", 0, c.n_expert);
+    c.n_ff_exp = get_dim(f, a + "expert_feed_forward_length",
+                         f.get_int_or(a + "feed_forward_length", 0), kMaxDim);
+    // Qwen3-MoE (norm_topk_prob) and Mixtral renormalize the chosen experts' weights.
+    c.expert_weights_norm = f.get_bool_or(a + "expert_weights_norm", true);
+  }
+  c.n_ff = get_dim(f, a + "feed_forward_length", c.n_ff_exp, kMaxDim);
   c.n_head = get_dim(f, a + "attention.head_count", 0, 4096);
   c.n_head_kv = get_dim(f, a + "attention.head_count_kv", c.n_head, c.n_head);
   if (c.n_head % c.n_head_kv != 0)
@@ -63,11 +83,12 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
   c.n_ctx_train = get_dim(f, a + "context_length", 2048, int64_t(1) << 24);
   c.rms_eps = float(f.get_float_or(a + "attention.layer_norm_rms_epsilon", 1e-5));
   if (!(c.rms_eps > 0.f && c.rms_eps < 1.f))
-    throw Error(f.path() + ": metadata '" + a + "attention.layer_norm_rms_epsilon' is out of range");
+    throw Error(f.path() + ": metadata '" + a +
+                "attention.layer_norm_rms_epsilon' is out of range");
   c.n_rot = int(get_dim(f, a + "rope.dimension_count", c.head_dim, c.head_dim));
   if (c.n_rot % 2 != 0 || c.n_rot > 1024)
     throw Error(f.path() + ": rope.dimension_count must be even and <= 1024");
-  c.rope_neox = c.arch != Arch::LLAMA;
+  c.rope_neox = c.arch != Arch::LLAMA;  // qwen*: NeoX pairs
   c.rope_freq_base = float(f.get_float_or(a + "rope.freq_base", 10000.0));
   if (!(c.rope_freq_base > 1.f))
     throw Error(f.path() + ": metadata '" + a + "rope.freq_base' must be > 1");

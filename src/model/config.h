@@ -9,7 +9,7 @@ namespace gguf {
 class File;
 }
 
-enum class Arch { LLAMA, QWEN2, QWEN3 };
+enum class Arch { LLAMA, QWEN2, QWEN3, QWEN3MOE };
 
 struct ModelConfig {
   Arch arch = Arch::LLAMA;
@@ -31,6 +31,14 @@ struct ModelConfig {
   // Architecture features
   bool qkv_bias = false;  // qwen2
   bool qk_norm = false;   // qwen3
+  // Mixture of experts (qwen3moe; llama with experts, as Mixtral): the feed-forward block is
+  // n_expert experts of width n_ff_exp, of which each token uses the n_expert_used with the
+  // highest router probabilities (softmax over all), weighted by those probabilities,
+  // renormalized over the chosen ones when expert_weights_norm. n_expert == 0: dense.
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+  int64_t n_ff_exp = 0;
+  bool expert_weights_norm = false;
 
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_head_kv * head_dim; }

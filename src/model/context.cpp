@@ -102,7 +102,8 @@ int64_t Context::kv_blocks_needed(const Batch& b) const {
   int64_t need = 0;
   for (int64_t s = 0; s < kv_.n_seq(); ++s)
     if (from[size_t(s)] != INT32_MAX)
-      need += kv_.blocks_to_reserve(s, from[size_t(s)], std::max<int64_t>(to[size_t(s)], kv_.seq_len(s)));
+      need += kv_.blocks_to_reserve(s, from[size_t(s)],
+                                    std::max<int64_t>(to[size_t(s)], kv_.seq_len(s)));
   return need;
 }
 
@@ -150,7 +151,8 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
         kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_at(l, seq[t], pos[t]), KV);
       } else {
         for (int64_t h = 0; h < c.n_head_kv; ++h) {
-          kernels::f32_to_f16_row(k + h * D, reinterpret_cast<uint16_t*>(kv_.k_at(l, seq[t], pos[t], h)), D);
+          kernels::f32_to_f16_row(k + h * D,
+                                  reinterpret_cast<uint16_t*>(kv_.k_at(l, seq[t], pos[t], h)), D);
           kernels::f32_to_f16_row(&v_[t * KV + h * D],
                                   reinterpret_cast<uint16_t*>(kv_.v_at(l, seq[t], pos[t], h)), D);
         }
@@ -176,6 +178,11 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
     // Feed-forward block (SwiGLU).
     for (int64_t t = 0; t < rows; ++t)
       rms_norm(&x_[t * E], L.ffn_norm.data(), &xb_[t * E], E, c.rms_eps);
+    if (!L.exp_gate.empty()) {
+      moe_ffn(L, rows);
+      for (int64_t t = 0; t < rows; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
+      continue;
+    }
     {
       const WeightView* ws[] = {&L.w_gate, &L.w_up};
       float* ys[] = {hb_.data(), hb2_.data()};
@@ -406,6 +413,61 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
     }
   };
   run_attention_jobs(int64_t(tiles_.size()) * c.n_head, work, job);
+}
+
+void Context::moe_ffn(const LayerWeights& L, int64_t rows) {
+  const ModelConfig& c = cfg_;
+  const int64_t E = c.n_embd, F = c.n_ff_exp, X = c.n_expert, K = c.n_expert_used;
+  if (router_.size() < size_t(rows * X)) router_.resize(size_t(rows * X));
+  matmul(pool_, L.gate_inp, xb_.data(), rows, router_.data(), act_);
+  // Routing: softmax over all experts, the K most probable (ties: the lower index), their
+  // probabilities as weights, renormalized over the K when the model asks.
+  expert_tokens_.resize(size_t(X));
+  for (auto& v : expert_tokens_) v.clear();
+  std::vector<int64_t> order(static_cast<size_t>(X));
+  for (int64_t t = 0; t < rows; ++t) {
+    float* p = &router_[size_t(t * X)];
+    softmax_inplace(p, X);
+    for (int64_t e = 0; e < X; ++e) order[size_t(e)] = e;
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    float sum = 0;
+    for (int64_t k = 0; k < K; ++k) sum += p[order[size_t(k)]];
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t e = order[size_t(k)];
+      const float w = c.expert_weights_norm ? p[e] / sum : p[e];
+      expert_tokens_[size_t(e)].push_back({t, w});
+    }
+  }
+  // Each chosen expert once, on all of its tokens together: its weights are read once per
+  // step whatever the number of tokens that chose it, and unchosen experts not at all.
+  std::fill_n(xb2_.begin(), size_t(rows * E), 0.0f);
+  for (int64_t e = 0; e < X; ++e) {
+    const auto& toks = expert_tokens_[size_t(e)];
+    const int64_t m = int64_t(toks.size());
+    if (m == 0) continue;
+    if (moe_x_.size() < size_t(m * E)) {
+      moe_x_.resize(size_t(m * E));
+      moe_o_.resize(size_t(m * E));
+    }
+    if (moe_g_.size() < size_t(m * F)) {
+      moe_g_.resize(size_t(m * F));
+      moe_u_.resize(size_t(m * F));
+    }
+    for (int64_t i = 0; i < m; ++i)
+      std::copy_n(&xb_[size_t(toks[size_t(i)].first * E)], E, &moe_x_[size_t(i * E)]);
+    const WeightView* ws[] = {&L.exp_gate[size_t(e)], &L.exp_up[size_t(e)]};
+    float* ys[] = {moe_g_.data(), moe_u_.data()};
+    matmul_multi(pool_, ws, ys, 2, moe_x_.data(), m, act_);
+    for (int64_t i = 0; i < m; ++i)
+      silu_mul_inplace(&moe_g_[size_t(i * F)], &moe_u_[size_t(i * F)], F);
+    matmul(pool_, L.exp_down[size_t(e)], moe_g_.data(), m, moe_o_.data(), act_);
+    for (int64_t i = 0; i < m; ++i) {
+      float* dst = &xb2_[size_t(toks[size_t(i)].first * E)];
+      const float w = toks[size_t(i)].second, *src = &moe_o_[size_t(i * E)];
+      for (int64_t j = 0; j < E; ++j) dst[j] += w * src[j];
+    }
+  }
 }
 
 void Context::run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job) {

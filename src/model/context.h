@@ -82,6 +82,8 @@ class Context {
   void run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job);
   void attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
                        int64_t n_kv, float scale);
+  // The mixture-of-experts feed-forward block: xb2_ = experts(xb_) for `rows` tokens.
+  void moe_ffn(const LayerWeights& L, int64_t rows);
 
   const Model& model_;
   const ModelConfig& cfg_;
@@ -90,8 +92,8 @@ class Context {
   KvCache kv_;
   // Scratch, sized for n_batch tokens at construction.
   std::vector<float> x_, xb_, xb2_, q_, k_, v_, att_, hb_, hb2_, scores_;
-  std::vector<uint16_t> qh_;        // the batch's queries in fp16
-  std::vector<uint8_t> qq_;         // ... or in Q8_0 (for a Q8_0 cache)
+  std::vector<uint16_t> qh_;  // the batch's queries in fp16
+  std::vector<uint8_t> qq_;   // ... or in Q8_0 (for a Q8_0 cache)
   // attention_tiled: the token ranges, and per thread the scores and fp16 weights of a tile
   struct TileScratch {
     std::vector<float> s;
@@ -112,6 +114,9 @@ class Context {
   std::vector<ValuesT> vt_index_;
   std::vector<uint16_t> values_t_;
   std::vector<uint8_t> act_;
+  // moe_ffn: router probabilities, each expert's tokens and weights, and its gathered rows.
+  std::vector<float> router_, moe_x_, moe_g_, moe_u_, moe_o_;
+  std::vector<std::vector<std::pair<int64_t, float>>> expert_tokens_;
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
   std::vector<int32_t> seq_fill_, seq_from_;
   int64_t n_out_ = 0;

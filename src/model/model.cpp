@@ -50,6 +50,21 @@ class Binder {
     return w;
   }
 
+  // The n slices of a stacked 3-D tensor (cols x rows x n), one matrix each.
+  std::vector<WeightView> stack(const std::string& name, int64_t cols, int64_t rows, int64_t n) {
+    const gguf::TensorInfo* t = find(name, {cols, rows, n}, true);
+    std::vector<WeightView> v(static_cast<size_t>(n));
+    for (int64_t e = 0; e < n; ++e) {
+      WeightView& w = v[size_t(e)];
+      w.type = t->type;
+      w.cols = cols;
+      w.rows = rows;
+      w.row_stride = row_bytes(t->type, cols);
+      w.data = t->data + size_t(e) * size_t(rows) * w.row_stride;
+    }
+    return v;
+  }
+
   std::vector<float> vec(const std::string& name, int64_t n, bool required = true) {
     const gguf::TensorInfo* t = find(name, {n}, required);
     if (!t) return {};
@@ -87,24 +102,11 @@ void Model::tile_weights(gguf::File& f) {
   };
   // The embedding matrix is read a row at a time (get_row), so a tied output stays rows.
   if (output_.data != tok_embd_.data) tile(output_);
-  for (LayerWeights& L : layers_)
+  for (LayerWeights& L : layers_) {
     for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) tile(*w);
-}
-
-int64_t Model::matmul_params() const {
-  auto n = [](const WeightView& w) { return w.empty() ? int64_t(0) : w.rows * w.cols; };
-  int64_t total = n(output_);
-  for (const LayerWeights& L : layers_)
-    total += n(L.wq) + n(L.wk) + n(L.wv) + n(L.wo) + n(L.w_gate) + n(L.w_up) + n(L.w_down);
-  return total;
-}
-
-int64_t Model::tiled_matrices() const {
-  int64_t n = output_.layout != kernels::Layout::kRows;
-  for (const LayerWeights& L : layers_)
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-      n += w->layout != kernels::Layout::kRows;
-  return n;
+    for (auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
+      for (WeightView& w : *v) tile(w);
+  }
 }
 
 std::unique_ptr<Model> Model::from_gguf(std::shared_ptr<const gguf::File> file) {
@@ -147,21 +149,65 @@ void Model::bind() {
       L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim);
     }
     L.ffn_norm = b.vec(p + "ffn_norm.weight", c.n_embd);
+    if (c.n_expert > 0) {
+      L.gate_inp = b.matrix(p + "ffn_gate_inp.weight", c.n_embd, c.n_expert);
+      L.exp_gate = b.stack(p + "ffn_gate_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert);
+      L.exp_up = b.stack(p + "ffn_up_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert);
+      L.exp_down = b.stack(p + "ffn_down_exps.weight", c.n_ff_exp, c.n_embd, c.n_expert);
+      continue;
+    }
     L.w_gate = b.matrix(p + "ffn_gate.weight", c.n_embd, c.n_ff);
     L.w_up = b.matrix(p + "ffn_up.weight", c.n_embd, c.n_ff);
     L.w_down = b.matrix(p + "ffn_down.weight", c.n_ff, c.n_embd);
   }
 }
 
+namespace {
+
+// Every matrix of a layer, experts included.
+template <class F>
+void each_matrix(const LayerWeights& L, F f) {
+  for (const WeightView* w :
+       {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_inp})
+    f(*w, false);
+  for (const auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
+    for (const WeightView& w : *v) f(w, true);
+}
+
+}  // namespace
+
 size_t Model::weight_bytes() const {
   auto bytes = [](const WeightView& w) {
     return w.empty() ? size_t(0) : w.row_stride * size_t(w.rows);
   };
   size_t total = bytes(output_);
+  double experts = 0;
   for (const LayerWeights& L : layers_)
-    total += bytes(L.wq) + bytes(L.wk) + bytes(L.wv) + bytes(L.wo) + bytes(L.w_gate) +
-             bytes(L.w_up) + bytes(L.w_down);
+    each_matrix(L, [&](const WeightView& w, bool expert) {
+      if (expert)
+        experts += double(bytes(w));
+      else
+        total += bytes(w);
+    });
+  if (cfg_.n_expert > 0)
+    total += size_t(experts * double(cfg_.n_expert_used) / double(cfg_.n_expert));
   return total;
+}
+
+int64_t Model::matmul_params() const {
+  auto n = [](const WeightView& w) { return w.empty() ? int64_t(0) : w.rows * w.cols; };
+  int64_t total = n(output_), experts = 0;
+  for (const LayerWeights& L : layers_)
+    each_matrix(L, [&](const WeightView& w, bool expert) { (expert ? experts : total) += n(w); });
+  if (cfg_.n_expert > 0) total += experts / cfg_.n_expert * cfg_.n_expert_used;
+  return total;
+}
+
+int64_t Model::tiled_matrices() const {
+  int64_t n = output_.layout != kernels::Layout::kRows;
+  for (const LayerWeights& L : layers_)
+    each_matrix(L, [&](const WeightView& w, bool) { n += w.layout != kernels::Layout::kRows; });
+  return n;
 }
 
 }  // namespace tf

@@ -18,10 +18,14 @@ class File;
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
-  std::vector<float> bq, bk, bv;          // qwen2 only
-  std::vector<float> q_norm, k_norm;      // qwen3 only (per-head, head_dim long)
+  std::vector<float> bq, bk, bv;      // qwen2 only
+  std::vector<float> q_norm, k_norm;  // qwen3 only (per-head, head_dim long)
   WeightView wq, wk, wv, wo;
-  WeightView w_gate, w_up, w_down;
+  WeightView w_gate, w_up, w_down;  // dense feed-forward
+  // Mixture of experts: the router (n_embd x n_expert) and each expert's matrices, views of
+  // one slice of the stacked ffn_{gate,up,down}_exps tensors.
+  WeightView gate_inp;
+  std::vector<WeightView> exp_gate, exp_up, exp_down;
 };
 
 class Model {
@@ -46,9 +50,11 @@ class Model {
   const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // empty if none
   const LayerWeights& layer(int64_t i) const { return layers_[size_t(i)]; }
 
-  size_t weight_bytes() const;  // bytes of all tensors read per token (for reporting)
+  // Bytes of the matrices read per token (for reporting): with experts, the router plus the
+  // share n_expert_used / n_expert of the experts (what a token reads, not what is stored).
+  size_t weight_bytes() const;
   int64_t tiled_matrices() const;  // matrices held in a tile layout (for reporting)
-  int64_t matmul_params() const;   // weights multiplied per token (output included)
+  int64_t matmul_params() const;   // weights multiplied per token (output included; active experts)
 
  private:
   Model() = default;

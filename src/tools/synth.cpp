@@ -58,8 +58,17 @@ struct Planned {
 };
 
 void check_shape(const SynthOptions& o) {
-  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "qwen3")
-    throw Error("synth: unknown architecture '" + o.arch + "' (valid: llama, qwen2, qwen3)");
+  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "qwen3" && o.arch != "qwen3moe")
+    throw Error("synth: unknown architecture '" + o.arch +
+                "' (valid: llama, qwen2, qwen3, qwen3moe)");
+  if (o.arch == "qwen3moe" && o.experts == 0) throw Error("synth: qwen3moe needs --experts");
+  if (o.arch == "qwen2" && o.experts > 0) throw Error("synth: qwen2 has no experts here");
+  if (o.experts < 0 || o.experts > 1024)
+    throw Error("synth: --experts " + std::to_string(o.experts) + " is out of range (0..1024)");
+  if (o.experts > 0 && (o.experts_used < 1 || o.experts_used > o.experts))
+    throw Error("synth: --experts-used must be in 1..--experts");
+  if (o.expert_ffn < 0 || o.expert_ffn > (int64_t(1) << 20))
+    throw Error("synth: --expert-ffn is out of range");
   auto positive = [](int64_t v, const char* what) {
     if (v <= 0 || v > (int64_t(1) << 20))
       throw Error(std::string("synth: ") + what + " = " + std::to_string(v) + " is out of range");
@@ -120,6 +129,12 @@ SynthResult synth_model(const SynthOptions& o) {
   set(a + "rope.freq_base", gguf::Writer::make_f32(qwen ? 1e6f : 1e4f));
   set(a + "attention.layer_norm_rms_epsilon", gguf::Writer::make_f32(qwen ? 1e-6f : 1e-5f));
   set(a + "vocab_size", u32(uint64_t(n_vocab)));
+  const int64_t ffn_exp = o.expert_ffn ? o.expert_ffn : o.ffn;
+  if (o.experts > 0) {
+    set(a + "expert_count", u32(uint64_t(o.experts)));
+    set(a + "expert_used_count", u32(uint64_t(o.experts_used)));
+    set(a + "expert_feed_forward_length", u32(uint64_t(ffn_exp)));
+  }
   for (const auto& [key, value] : vocab->metadata())
     if (key.rfind("tokenizer.", 0) == 0) set(key, value);
 
@@ -153,11 +168,24 @@ SynthResult synth_model(const SynthOptions& o) {
       vec(p + "attn_k.bias", kv_dim, 0.02f, 0);
       vec(p + "attn_v.bias", kv_dim, 0.02f, 0);
     }
-    if (o.arch == "qwen3") {
+    if (o.arch == "qwen3" || o.arch == "qwen3moe") {
       vec(p + "attn_q_norm.weight", hd, 0, 1);
       vec(p + "attn_k_norm.weight", hd, 0, 1);
     }
     vec(p + "ffn_norm.weight", o.dim, 0, 1);
+    if (o.experts > 0) {
+      // The router stays F32 (as llama.cpp's converter leaves it); the experts are stacked.
+      plan.push_back(
+          {{p + "ffn_gate_inp.weight", DType::F32, {o.dim, o.experts}}, inv_sqrt(o.dim), 0});
+      auto stacked = [&](const std::string& name, int64_t in, int64_t out, float std) {
+        const TypeChoice c = choose_type(mix, name, {in, out}, shape, o.pure);
+        plan.push_back({{name, c.type, {in, out, o.experts}}, std, 0});
+      };
+      stacked(p + "ffn_gate_exps.weight", o.dim, ffn_exp, inv_sqrt(o.dim));
+      stacked(p + "ffn_up_exps.weight", o.dim, ffn_exp, inv_sqrt(o.dim));
+      stacked(p + "ffn_down_exps.weight", ffn_exp, o.dim, inv_sqrt(ffn_exp));
+      continue;
+    }
     matrix(p + "ffn_gate.weight", o.dim, o.ffn, inv_sqrt(o.dim));
     matrix(p + "ffn_up.weight", o.dim, o.ffn, inv_sqrt(o.dim));
     matrix(p + "ffn_down.weight", o.ffn, o.dim, inv_sqrt(o.ffn));

@@ -11,7 +11,10 @@ namespace tf::tools {
 struct SynthOptions {
   std::string out_path;
   std::string vocab_path;      // any GGUF with tokenizer.* metadata (vocab-only files work)
-  std::string arch = "llama";  // llama, qwen2, qwen3
+  std::string arch = "llama";  // llama, qwen2, qwen3, qwen3moe
+  // Mixture of experts (qwen3moe needs it; llama takes it, as Mixtral): experts per layer,
+  // experts per token, and each expert's feed-forward width (0: ffn). 0 experts: dense.
+  int64_t experts = 0, experts_used = 2, expert_ffn = 0;
   int64_t dim = 2048, ffn = 5632, layers = 8, heads = 32, kv_heads = 4;
   int64_t head_dim = 0;  // 0: dim / heads
   int64_t ctx = 2048;

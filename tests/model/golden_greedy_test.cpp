@@ -26,7 +26,8 @@ std::vector<Step> greedy(const tf::Model& m, const std::vector<int32_t>& prompt,
   cp.n_threads = threads;
   tf::Context ctx(m, cp);
   tf::Batch b;
-  for (size_t i = 0; i < prompt.size(); ++i) b.add(prompt[i], int32_t(i), 0, i + 1 == prompt.size());
+  for (size_t i = 0; i < prompt.size(); ++i)
+    b.add(prompt[i], int32_t(i), 0, i + 1 == prompt.size());
   ctx.decode(b);
   std::vector<Step> out;
   int32_t pos = int32_t(prompt.size());
@@ -61,22 +62,24 @@ Compared compare(const std::vector<Step>& ours, const json& run, const std::stri
     const json& g = steps[i];
     const Step& s = ours[i];
     for (const json& top : g["top"]) {
-      const double d = std::fabs(s.logprobs[top["id"].get<size_t>()] - top["logprob"].get<double>());
+      const double d =
+          std::fabs(s.logprobs[top["id"].get<size_t>()] - top["logprob"].get<double>());
       c.max_lp_diff = std::max(c.max_lp_diff, d);
       EXPECT_LT(d, 0.02) << what << " step " << i << " token " << top["id"] << ": logprob differs";
     }
     if (std::getenv("TF_GOLDEN_VERBOSE")) {
       double step_max = 0;
       for (const json& top : g["top"])
-        step_max = std::max(step_max, std::fabs(s.logprobs[top["id"].get<size_t>()] - top["logprob"].get<double>()));
+        step_max = std::max(step_max, std::fabs(s.logprobs[top["id"].get<size_t>()] -
+                                                top["logprob"].get<double>()));
       std::printf("    %s step %zu: max |dlogprob| %.5f\n", what.c_str(), i, step_max);
     }
     const int32_t gid = g["id"].get<int32_t>();
     if (s.id != gid) {
       const float gap = s.logprobs[size_t(s.id)] - s.logprobs[size_t(gid)];
       EXPECT_TRUE(ties.count(int(i)) && gap < 0.01f)
-          << what << ": step " << i << " we chose " << s.id << ", llama.cpp " << gid
-          << " (our gap " << gap << ", not a near-tie)";
+          << what << ": step " << i << " we chose " << s.id << ", llama.cpp " << gid << " (our gap "
+          << gap << ", not a near-tie)";
       c.diverged_at_tie = true;
       return c;
     }
@@ -104,15 +107,15 @@ TEST_P(GoldenGreedy, MatchesLlamaCpp) {
       const json& r = cs["ignore_eos_run"];
       auto ours2 = greedy(*model, prompt, int(r["steps"].size()), r["banned_id"].get<int>(), 1);
       Compared c2 = compare(ours2, r, what + " (ignore_eos)");
-      std::printf("  %-60s matched %2d/%zu%s, max |dlogprob| %.5f\n", (what + " ignore_eos").c_str(),
-                  c2.matched, r["steps"].size(), c2.diverged_at_tie ? " (then diverged at a near-tie)" : "",
-                  c2.max_lp_diff);
+      std::printf("  %-60s matched %2d/%zu%s, max |dlogprob| %.5f\n",
+                  (what + " ignore_eos").c_str(), c2.matched, r["steps"].size(),
+                  c2.diverged_at_tie ? " (then diverged at a near-tie)" : "", c2.max_lp_diff);
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, GoldenGreedy,
-                         ::testing::ValuesIn(tf::test::golden_models()), tf::test::StemName());
+INSTANTIATE_TEST_SUITE_P(Models, GoldenGreedy, ::testing::ValuesIn(tf::test::golden_models()),
+                         tf::test::StemName());
 
 // The work split across threads must not change a single bit of the result.
 TEST(Threads, SameLogitsWithTwoThreads) {

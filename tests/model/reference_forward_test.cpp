@@ -49,8 +49,37 @@ void rope(Vec& v, size_t n_heads, size_t hd, int pos, bool neox, double base,
     }
 }
 
+// Deliberate mistakes the reference can make, to show the tests would catch them in the engine.
+enum class Mutation { kNone, kNoRenorm, kSecondBestDropped };
+
+// The experts a token goes to and their weights: softmax over all, the n_expert_used most
+// probable, renormalized over those when the model says so.
+std::vector<std::pair<int, double>> route(const TinySpec& s, const std::vector<float>& router,
+                                          const Vec& xn, Mutation mutation) {
+  Vec r = matvec(router, xn, size_t(s.n_expert));
+  double mx = -1e300, sum = 0;
+  for (double v : r) mx = std::max(mx, v);
+  for (double& v : r) sum += (v = std::exp(v - mx));
+  for (double& v : r) v /= sum;
+  std::vector<int> idx(r.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = int(i);
+  std::stable_sort(idx.begin(), idx.end(),
+                   [&](int a, int b) { return r[size_t(a)] > r[size_t(b)]; });
+  std::vector<std::pair<int, double>> out;
+  double chosen = 0;
+  for (int k = 0; k < s.n_expert_used; ++k) {
+    if (mutation == Mutation::kSecondBestDropped && k == 1) continue;
+    out.push_back({idx[size_t(k)], r[size_t(idx[size_t(k)])]});
+    chosen += out.back().second;
+  }
+  if (s.expert_norm && mutation != Mutation::kNoRenorm)
+    for (auto& [e, w] : out) w /= chosen;
+  return out;
+}
+
 // Logits at every position of `tokens`.
-std::vector<Vec> reference(const TinySpec& s, TensorMap& T, const std::vector<int>& tokens) {
+std::vector<Vec> reference(const TinySpec& s, TensorMap& T, const std::vector<int>& tokens,
+                           Mutation mutation = Mutation::kNone) {
   const size_t E = size_t(s.n_embd), H = size_t(s.n_head), HKV = size_t(s.n_head_kv);
   const size_t hd = s.head_dim ? size_t(s.head_dim) : E / H, F = size_t(s.n_ff);
   const bool neox = s.arch != "llama";
@@ -71,7 +100,7 @@ std::vector<Vec> reference(const TinySpec& s, TensorMap& T, const std::vector<in
         for (size_t i = 0; i < k[t].size(); ++i) k[t][i] += T[p + "attn_k.bias"][i];
         for (size_t i = 0; i < v[t].size(); ++i) v[t][i] += T[p + "attn_v.bias"][i];
       }
-      if (s.arch == "qwen3") {
+      if (s.arch == "qwen3" || s.arch == "qwen3moe") {
         for (size_t h = 0; h < H; ++h) {
           Vec n = rmsnorm(q[t], T[p + "attn_q_norm.weight"], h * hd, hd);
           std::copy(n.begin(), n.end(), q[t].begin() + long(h * hd));
@@ -104,6 +133,22 @@ std::vector<Vec> reference(const TinySpec& s, TensorMap& T, const std::vector<in
       Vec o = matvec(T[p + "attn_output.weight"], att, E);
       for (size_t i = 0; i < E; ++i) x[t][i] += o[i];
       Vec xn = rmsnorm(x[t], T[p + "ffn_norm.weight"]);
+      if (s.n_expert) {
+        for (const auto& [e, w] : route(s, T[p + "ffn_gate_inp.weight"], xn, mutation)) {
+          const size_t Fx = size_t(s.n_ff_exp), X = size_t(e);
+          auto slice = [&](const char* name, size_t rows, size_t cols) {
+            const auto& all = T[p + name];
+            return std::vector<float>(all.begin() + long(X * rows * cols),
+                                      all.begin() + long((X + 1) * rows * cols));
+          };
+          Vec g = matvec(slice("ffn_gate_exps.weight", Fx, E), xn, Fx);
+          Vec u = matvec(slice("ffn_up_exps.weight", Fx, E), xn, Fx);
+          for (size_t i = 0; i < Fx; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+          Vec d = matvec(slice("ffn_down_exps.weight", E, Fx), g, E);
+          for (size_t i = 0; i < E; ++i) x[t][i] += w * d[i];
+        }
+        continue;
+      }
       Vec g = matvec(T[p + "ffn_gate.weight"], xn, F), u = matvec(T[p + "ffn_up.weight"], xn, F);
       for (size_t i = 0; i < F; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
       Vec d = matvec(T[p + "ffn_down.weight"], g, E);
@@ -131,11 +176,26 @@ Loaded load(const TinySpec& s, TensorMap* values) {
 
 const std::vector<int> kTokens = {3, 17, 5, 39, 0, 22, 8, 8, 31, 12};
 
-// Prompt in one batch (all logits), then the same tokens one at a time.
-void check_against_reference(const TinySpec& s, double tol, tf::DType kv_type = tf::DType::F16) {
+// Prompt in one batch (all logits), then the same tokens one at a time. Returns the worst
+// difference from the reference.
+double check_against_reference(const TinySpec& s, double tol, tf::DType kv_type = tf::DType::F16,
+                               Mutation mutation = Mutation::kNone) {
   TensorMap T;
   Loaded l = load(s, &T);
-  const auto want = reference(s, T, kTokens);
+  const auto want = reference(s, T, kTokens, mutation);
+  if (mutation != Mutation::kNone) {  // only the worst difference of the batch is wanted
+    tf::ContextParams cp;
+    cp.n_ctx = 64;
+    tf::Context ctx(*l.model, cp);
+    tf::Batch b;
+    for (size_t i = 0; i < kTokens.size(); ++i) b.add(kTokens[i], int32_t(i), 0, true);
+    ctx.decode(b);
+    double worst = 0;
+    for (size_t t = 0; t < kTokens.size(); ++t)
+      for (int i = 0; i < s.n_vocab; ++i)
+        worst = std::max(worst, std::fabs(ctx.logits(int64_t(t))[i] - want[t][size_t(i)]));
+    return worst;
+  }
   tf::ContextParams cp;
   cp.n_ctx = 64;
   cp.kv_type = kv_type;
@@ -162,14 +222,66 @@ void check_against_reference(const TinySpec& s, double tol, tf::DType kv_type = 
     ctx2.decode(b);
     for (int i = 0; i < s.n_vocab; ++i) {
       const float one = ctx2.logits(0)[i], all = batched[t][size_t(i)];
-      ASSERT_NEAR(one, all, 1e-4 * (1 + std::fabs(all)))
+      EXPECT_NEAR(one, all, 1e-4 * (1 + std::fabs(all)))
           << s.arch << ": incremental differs from batch at position " << t << ", logit " << i;
     }
   }
+  return worst;
 }
 
 TEST(ReferenceForward, Llama) {
   check_against_reference({}, 2e-2);
+}
+
+// Mixtures of experts: 8 experts, 2 (or 3) per token, renormalized (Qwen3-MoE, Mixtral) or not.
+TinySpec moe_spec(const std::string& arch) {
+  TinySpec s;
+  s.arch = arch;
+  s.n_expert = 8;
+  s.n_expert_used = 2;
+  s.n_ff_exp = 32;
+  s.n_ff = 32;
+  return s;
+}
+TEST(ReferenceForward, Qwen3MoE) {
+  check_against_reference(moe_spec("qwen3moe"), 2e-2);
+}
+TEST(ReferenceForward, LlamaWithExperts) {
+  TinySpec s = moe_spec("llama");
+  s.n_expert_used = 3;
+  check_against_reference(s, 2e-2);
+}
+TEST(ReferenceForward, ExpertsWithoutRenormalization) {
+  TinySpec s = moe_spec("qwen3moe");
+  s.expert_norm = false;
+  check_against_reference(s, 2e-2);
+}
+TEST(ReferenceForward, Q4_0Experts) {
+  TinySpec s = moe_spec("qwen3moe");
+  s.wtype = tf::DType::Q4_0;
+  check_against_reference(s, 6e-2);
+}
+// The comparison is sensitive to the routing: a reference that forgets to renormalize, or
+// drops the second expert, is far off.
+TEST(ReferenceForward, BrokenRoutingIsCaught) {
+  const TinySpec s = moe_spec("qwen3moe");
+  EXPECT_GT(check_against_reference(s, 2e-2, tf::DType::F16, Mutation::kNoRenorm), 0.1);
+  EXPECT_GT(check_against_reference(s, 2e-2, tf::DType::F16, Mutation::kSecondBestDropped), 0.1);
+}
+// A MoE model reports the bytes a token reads (the router and 2 of 8 experts), not all of them:
+// F32 weights, n_embd 32, 4 heads of 8 (2 KV heads), vocab 40.
+TEST(ModelLoad, ExpertsCountActiveBytes) {
+  const TinySpec s = moe_spec("qwen3moe");
+  Loaded moe = load(s, nullptr);
+  const auto& c = moe.model->config();
+  EXPECT_EQ(c.n_expert, 8);
+  EXPECT_EQ(c.n_expert_used, 2);
+  EXPECT_TRUE(c.expert_weights_norm);
+  const size_t E = 32, KV = 16, Fx = 32, X = 8;
+  const size_t attn = E * E + 2 * E * KV + E * E, router = E * X, experts = 3 * Fx * E * X;
+  const size_t per_layer = (attn + router + experts * 2 / X) * 4;
+  EXPECT_EQ(moe.model->weight_bytes(), 40 * E * 4 + 2 * per_layer);
+  EXPECT_EQ(moe.model->matmul_params(), int64_t((40 * E * 4 + 2 * per_layer) / 4));
 }
 TEST(ReferenceForward, LlamaTiedWithRopeFreqs) {
   TinySpec s;
@@ -307,7 +419,7 @@ TEST(ModelLoad, RejectsWrongShapesAndArchitectures) {
 // only to quantization noise; but a token's result through the tiles is the same whether it is
 // decoded alone or in a batch (their kernels add in the same order for 1 or 16 tokens). The
 // output matrix (40 rows) has two tiles and 8 plain rows.
-void check_tiles_at_load(const TinySpec& s, tf::DType t, double ref_tol) {
+void check_tiles_at_load(const TinySpec& s, tf::DType t, double ref_tol, int64_t want_tiled = 0) {
   TensorMap T;
   Loaded rows = load(s, &T);
   const std::string path = ::testing::TempDir() + "tiles_" + tf::dtype_name(t) + ".gguf";
@@ -323,7 +435,7 @@ void check_tiles_at_load(const TinySpec& s, tf::DType t, double ref_tol) {
     EXPECT_EQ(tiled->tiled_matrices(), 0);
     GTEST_SKIP() << "no tile kernels at this CPU's level: nothing is tiled";
   }
-  EXPECT_EQ(tiled->tiled_matrices(), 7 * s.n_layer + 1);
+  EXPECT_EQ(tiled->tiled_matrices(), want_tiled ? want_tiled : 7 * s.n_layer + 1);
   EXPECT_EQ(tf::Model::load(path, /*use_mmap=*/true)->tiled_matrices(), 0);  // mapped: rows
   const auto want = reference(s, T, kTokens);
   const tf::kernels::Isa saved = tf::kernels::active();
@@ -395,4 +507,12 @@ TEST(ReferenceForward, Q6_KTilesAtLoadMatchRows) {
   s.n_embd = 256;
   s.n_ff = 256;
   check_tiles_at_load(s, tf::DType::Q6_K, 1e-1);
+}
+
+TEST(ReferenceForward, Q4_0ExpertsTiledAtLoad) {
+  TinySpec s = moe_spec("qwen3moe");
+  s.wtype = tf::DType::Q4_0;
+  s.n_embd = 64;
+  // Per layer q, k, v, o and 3 matrices of each of the 8 experts; and the output.
+  check_tiles_at_load(s, tf::DType::Q4_0, 0.3, 2 * (4 + 3 * 8) + 1);  // 8-bit activations: 0.16
 }

@@ -22,6 +22,9 @@ struct TinySpec {
   DType wtype = DType::F32;
   float rope_base = 10000.f;
   uint32_t seed = 1;
+  // Mixture of experts (qwen3moe, or llama with experts): 0 = dense.
+  int n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+  bool expert_norm = true;
 };
 
 // Float values of every tensor, by name, as the test reference sees them (after the
@@ -43,6 +46,12 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s, TensorMap* value
   w.set_u32(a + "context_length", 256);
   w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_f32(a + "rope.freq_base", s.rope_base);
+  if (s.n_expert) {
+    w.set_u32(a + "expert_count", s.n_expert);
+    w.set_u32(a + "expert_used_count", s.n_expert_used);
+    w.set_u32(a + "expert_feed_forward_length", s.n_ff_exp);
+    if (!s.expert_norm) w.set_bool(a + "expert_weights_norm", false);
+  }
   if (s.head_dim) {
     w.set_u32(a + "attention.key_length", hd);
     w.set_u32(a + "attention.value_length", hd);
@@ -84,11 +93,20 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s, TensorMap* value
       add(p + "attn_k.bias", {s.n_head_kv * hd}, 0.1f, 0.f, false);
       add(p + "attn_v.bias", {s.n_head_kv * hd}, 0.1f, 0.f, false);
     }
-    if (s.arch == "qwen3") {
+    if (s.arch == "qwen3" || s.arch == "qwen3moe") {
       add(p + "attn_q_norm.weight", {hd}, 0.1f, 1.f, false);
       add(p + "attn_k_norm.weight", {hd}, 0.1f, 1.f, false);
     }
     add(p + "ffn_norm.weight", {s.n_embd}, 0.1f, 1.f, false);
+    if (s.n_expert) {
+      // A router spread wide enough that no two experts tie for the last place.
+      add(p + "ffn_gate_inp.weight", {s.n_embd, s.n_expert}, 4 * ws, 0.f, false);
+      add(p + "ffn_gate_exps.weight", {s.n_embd, s.n_ff_exp, s.n_expert}, ws, 0.f, true);
+      add(p + "ffn_up_exps.weight", {s.n_embd, s.n_ff_exp, s.n_expert}, ws, 0.f, true);
+      add(p + "ffn_down_exps.weight", {s.n_ff_exp, s.n_embd, s.n_expert},
+          1.0f / std::sqrt(float(s.n_ff_exp)), 0.f, true);
+      continue;
+    }
     add(p + "ffn_gate.weight", {s.n_embd, s.n_ff}, ws, 0.f, true);
     add(p + "ffn_up.weight", {s.n_embd, s.n_ff}, ws, 0.f, true);
     add(p + "ffn_down.weight", {s.n_ff, s.n_embd}, 1.0f / std::sqrt(float(s.n_ff)), 0.f, true);
