@@ -13,6 +13,8 @@ const char* arch_name(Arch a) {
       return "qwen2";
     case Arch::QWEN3:
       return "qwen3";
+    case Arch::QWEN2MOE:
+      return "qwen2moe";
     case Arch::QWEN3MOE:
       return "qwen3moe";
   }
@@ -46,12 +48,15 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
   } else if (c.arch_name == "qwen3") {
     c.arch = Arch::QWEN3;
     c.qk_norm = true;
+  } else if (c.arch_name == "qwen2moe") {
+    c.arch = Arch::QWEN2MOE;
+    c.qkv_bias = true;
   } else if (c.arch_name == "qwen3moe") {
     c.arch = Arch::QWEN3MOE;
     c.qk_norm = true;
   } else {
     throw Error(f.path() + ": unsupported architecture '" + c.arch_name +
-                "' (supported: llama, qwen2, qwen3, qwen3moe)");
+                "' (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe)");
   }
   const std::string a = c.arch_name + ".";
   constexpr int64_t kMaxDim = int64_t(1) << 20;
@@ -60,14 +65,20 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
   c.n_expert = f.get_int_or(a + "expert_count", 0);
   if (c.n_expert < 0 || c.n_expert > 4096)
     throw Error(f.path() + ": metadata '" + a + "expert_count' is out of range (0..4096)");
-  if (c.arch == Arch::QWEN3MOE && c.n_expert == 0)
+  if ((c.arch == Arch::QWEN3MOE || c.arch == Arch::QWEN2MOE) && c.n_expert == 0)
     throw Error(f.path() + ": metadata '" + a + "expert_count' is missing");
   if (c.n_expert > 0) {
     c.n_expert_used = get_dim(f, a + "expert_used_count", 0, c.n_expert);
     c.n_ff_exp = get_dim(f, a + "expert_feed_forward_length",
                          f.get_int_or(a + "feed_forward_length", 0), kMaxDim);
-    // Qwen3-MoE (norm_topk_prob) and Mixtral renormalize the chosen experts' weights.
-    c.expert_weights_norm = f.get_bool_or(a + "expert_weights_norm", true);
+    // Qwen3-MoE (norm_topk_prob) and Mixtral renormalize the chosen experts' weights; Qwen2-MoE
+    // (Qwen1.5-MoE, Qwen2-57B-A14B) does not.
+    c.expert_weights_norm = f.get_bool_or(a + "expert_weights_norm", c.arch != Arch::QWEN2MOE);
+    const int64_t sh = f.get_int_or(a + "expert_shared_feed_forward_length", 0);
+    if (sh < 0 || sh > kMaxDim)
+      throw Error(f.path() + ": metadata '" + a +
+                  "expert_shared_feed_forward_length' is out of range");
+    c.n_ff_shexp = sh;
   }
   c.n_ff = get_dim(f, a + "feed_forward_length", c.n_ff_exp, kMaxDim);
   c.n_head = get_dim(f, a + "attention.head_count", 0, 4096);

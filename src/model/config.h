@@ -9,7 +9,7 @@ namespace gguf {
 class File;
 }
 
-enum class Arch { LLAMA, QWEN2, QWEN3, QWEN3MOE };
+enum class Arch { LLAMA, QWEN2, QWEN3, QWEN2MOE, QWEN3MOE };
 
 struct ModelConfig {
   Arch arch = Arch::LLAMA;
@@ -39,6 +39,9 @@ struct ModelConfig {
   int64_t n_expert_used = 0;
   int64_t n_ff_exp = 0;
   bool expert_weights_norm = false;
+  // qwen2moe: a shared expert of this width that every token uses, scaled by a sigmoid gate
+  // (0: none).
+  int64_t n_ff_shexp = 0;
 
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_head_kv * head_dim; }

@@ -468,6 +468,29 @@ void Context::moe_ffn(const LayerWeights& L, int64_t rows) {
       for (int64_t j = 0; j < E; ++j) dst[j] += w * src[j];
     }
   }
+  if (L.sh_gate.empty()) return;
+  // The shared expert, on every token, scaled by sigmoid(gate . x).
+  const int64_t S = c.n_ff_shexp;
+  if (moe_g_.size() < size_t(rows * S)) {
+    moe_g_.resize(size_t(rows * S));
+    moe_u_.resize(size_t(rows * S));
+  }
+  if (moe_o_.size() < size_t(rows * E)) moe_o_.resize(size_t(rows * E));
+  const WeightView* ws[] = {&L.sh_gate, &L.sh_up};
+  float* ys[] = {moe_g_.data(), moe_u_.data()};
+  matmul_multi(pool_, ws, ys, 2, xb_.data(), rows, act_);
+  for (int64_t t = 0; t < rows; ++t)
+    silu_mul_inplace(&moe_g_[size_t(t * S)], &moe_u_[size_t(t * S)], S);
+  matmul(pool_, L.sh_down, moe_g_.data(), rows, moe_o_.data(), act_);
+  for (int64_t t = 0; t < rows; ++t) {
+    const float* x = &xb_[size_t(t * E)];
+    double dot = 0;
+    for (int64_t j = 0; j < E; ++j) dot += double(L.sh_gate_inp[size_t(j)]) * x[j];
+    const float g = float(1.0 / (1.0 + std::exp(-dot)));
+    float* dst = &xb2_[size_t(t * E)];
+    const float* src = &moe_o_[size_t(t * E)];
+    for (int64_t j = 0; j < E; ++j) dst[j] += g * src[j];
+  }
 }
 
 void Context::run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job) {

@@ -103,7 +103,9 @@ void Model::tile_weights(gguf::File& f) {
   // The embedding matrix is read a row at a time (get_row), so a tied output stays rows.
   if (output_.data != tok_embd_.data) tile(output_);
   for (LayerWeights& L : layers_) {
-    for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) tile(*w);
+    for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.sh_gate,
+                          &L.sh_up, &L.sh_down})
+      tile(*w);
     for (auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
       for (WeightView& w : *v) tile(w);
   }
@@ -154,6 +156,12 @@ void Model::bind() {
       L.exp_gate = b.stack(p + "ffn_gate_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert);
       L.exp_up = b.stack(p + "ffn_up_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert);
       L.exp_down = b.stack(p + "ffn_down_exps.weight", c.n_ff_exp, c.n_embd, c.n_expert);
+      if (c.n_ff_shexp > 0) {
+        L.sh_gate = b.matrix(p + "ffn_gate_shexp.weight", c.n_embd, c.n_ff_shexp);
+        L.sh_up = b.matrix(p + "ffn_up_shexp.weight", c.n_embd, c.n_ff_shexp);
+        L.sh_down = b.matrix(p + "ffn_down_shexp.weight", c.n_ff_shexp, c.n_embd);
+        L.sh_gate_inp = b.vec(p + "ffn_gate_inp_shexp.weight", c.n_embd);
+      }
       continue;
     }
     L.w_gate = b.matrix(p + "ffn_gate.weight", c.n_embd, c.n_ff);
@@ -167,8 +175,8 @@ namespace {
 // Every matrix of a layer, experts included.
 template <class F>
 void each_matrix(const LayerWeights& L, F f) {
-  for (const WeightView* w :
-       {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_inp})
+  for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down,
+                              &L.gate_inp, &L.sh_gate, &L.sh_up, &L.sh_down})
     f(*w, false);
   for (const auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
     for (const WeightView& w : *v) f(w, true);

@@ -26,6 +26,9 @@ struct LayerWeights {
   // one slice of the stacked ffn_{gate,up,down}_exps tensors.
   WeightView gate_inp;
   std::vector<WeightView> exp_gate, exp_up, exp_down;
+  // qwen2moe's shared expert and its gate (a vector: sigmoid(gate . x) scales its output).
+  WeightView sh_gate, sh_up, sh_down;
+  std::vector<float> sh_gate_inp;
 };
 
 class Model {

@@ -50,7 +50,7 @@ void rope(Vec& v, size_t n_heads, size_t hd, int pos, bool neox, double base,
 }
 
 // Deliberate mistakes the reference can make, to show the tests would catch them in the engine.
-enum class Mutation { kNone, kNoRenorm, kSecondBestDropped };
+enum class Mutation { kNone, kNoRenorm, kSecondBestDropped, kNoSharedExpert };
 
 // The experts a token goes to and their weights: softmax over all, the n_expert_used most
 // probable, renormalized over those when the model says so.
@@ -95,7 +95,7 @@ std::vector<Vec> reference(const TinySpec& s, TensorMap& T, const std::vector<in
       q[t] = matvec(T[p + "attn_q.weight"], xn, H * hd);
       k[t] = matvec(T[p + "attn_k.weight"], xn, HKV * hd);
       v[t] = matvec(T[p + "attn_v.weight"], xn, HKV * hd);
-      if (s.arch == "qwen2") {
+      if (s.arch == "qwen2" || s.arch == "qwen2moe") {
         for (size_t i = 0; i < q[t].size(); ++i) q[t][i] += T[p + "attn_q.bias"][i];
         for (size_t i = 0; i < k[t].size(); ++i) k[t][i] += T[p + "attn_k.bias"][i];
         for (size_t i = 0; i < v[t].size(); ++i) v[t][i] += T[p + "attn_v.bias"][i];
@@ -146,6 +146,18 @@ std::vector<Vec> reference(const TinySpec& s, TensorMap& T, const std::vector<in
           for (size_t i = 0; i < Fx; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
           Vec d = matvec(slice("ffn_down_exps.weight", E, Fx), g, E);
           for (size_t i = 0; i < E; ++i) x[t][i] += w * d[i];
+        }
+        if (s.n_ff_shexp && mutation != Mutation::kNoSharedExpert) {
+          const size_t S = size_t(s.n_ff_shexp);
+          Vec g = matvec(T[p + "ffn_gate_shexp.weight"], xn, S);
+          Vec u = matvec(T[p + "ffn_up_shexp.weight"], xn, S);
+          for (size_t i = 0; i < S; ++i) g[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+          Vec d = matvec(T[p + "ffn_down_shexp.weight"], g, E);
+          double gate = 0;
+          for (size_t i = 0; i < E; ++i)
+            gate += double(T[p + "ffn_gate_inp_shexp.weight"][i]) * xn[i];
+          gate = 1.0 / (1.0 + std::exp(-gate));
+          for (size_t i = 0; i < E; ++i) x[t][i] += gate * d[i];
         }
         continue;
       }
@@ -260,6 +272,16 @@ TEST(ReferenceForward, Q4_0Experts) {
   TinySpec s = moe_spec("qwen3moe");
   s.wtype = tf::DType::Q4_0;
   check_against_reference(s, 6e-2);
+}
+// Qwen2-MoE: biases, 4 experts of 8 per token not renormalized, and a gated shared expert.
+TEST(ReferenceForward, Qwen2MoeSharedExpert) {
+  TinySpec s = moe_spec("qwen2moe");
+  s.n_expert_used = 4;
+  s.expert_norm = false;
+  s.n_ff_shexp = 48;
+  s.rope_base = 1e6f;
+  check_against_reference(s, 2e-2);
+  EXPECT_GT(check_against_reference(s, 2e-2, tf::DType::F16, Mutation::kNoSharedExpert), 0.1);
 }
 // The comparison is sensitive to the routing: a reference that forgets to renormalize, or
 // drops the second expert, is far off.

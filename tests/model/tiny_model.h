@@ -24,6 +24,7 @@ struct TinySpec {
   uint32_t seed = 1;
   // Mixture of experts (qwen3moe, or llama with experts): 0 = dense.
   int n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+  int n_ff_shexp = 0;  // qwen2moe's shared expert (0: none)
   bool expert_norm = true;
 };
 
@@ -50,7 +51,8 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s, TensorMap* value
     w.set_u32(a + "expert_count", s.n_expert);
     w.set_u32(a + "expert_used_count", s.n_expert_used);
     w.set_u32(a + "expert_feed_forward_length", s.n_ff_exp);
-    if (!s.expert_norm) w.set_bool(a + "expert_weights_norm", false);
+    w.set_bool(a + "expert_weights_norm", s.expert_norm);
+    if (s.n_ff_shexp) w.set_u32(a + "expert_shared_feed_forward_length", s.n_ff_shexp);
   }
   if (s.head_dim) {
     w.set_u32(a + "attention.key_length", hd);
@@ -88,7 +90,7 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s, TensorMap* value
     add(p + "attn_k.weight", {s.n_embd, s.n_head_kv * hd}, ws, 0.f, true);
     add(p + "attn_v.weight", {s.n_embd, s.n_head_kv * hd}, ws, 0.f, true);
     add(p + "attn_output.weight", {s.n_head * hd, s.n_embd}, ws, 0.f, true);
-    if (s.arch == "qwen2") {
+    if (s.arch == "qwen2" || s.arch == "qwen2moe") {
       add(p + "attn_q.bias", {s.n_head * hd}, 0.1f, 0.f, false);
       add(p + "attn_k.bias", {s.n_head_kv * hd}, 0.1f, 0.f, false);
       add(p + "attn_v.bias", {s.n_head_kv * hd}, 0.1f, 0.f, false);
@@ -105,6 +107,13 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s, TensorMap* value
       add(p + "ffn_up_exps.weight", {s.n_embd, s.n_ff_exp, s.n_expert}, ws, 0.f, true);
       add(p + "ffn_down_exps.weight", {s.n_ff_exp, s.n_embd, s.n_expert},
           1.0f / std::sqrt(float(s.n_ff_exp)), 0.f, true);
+      if (s.n_ff_shexp) {
+        add(p + "ffn_gate_inp_shexp.weight", {s.n_embd}, 4 * ws, 0.f, false);
+        add(p + "ffn_gate_shexp.weight", {s.n_embd, s.n_ff_shexp}, ws, 0.f, true);
+        add(p + "ffn_up_shexp.weight", {s.n_embd, s.n_ff_shexp}, ws, 0.f, true);
+        add(p + "ffn_down_shexp.weight", {s.n_ff_shexp, s.n_embd},
+            1.0f / std::sqrt(float(s.n_ff_shexp)), 0.f, true);
+      }
       continue;
     }
     add(p + "ffn_gate.weight", {s.n_embd, s.n_ff}, ws, 0.f, true);
