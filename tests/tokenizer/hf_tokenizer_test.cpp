@@ -89,7 +89,8 @@ TEST(HfTokenizer, TinyStoriesMatchesFixedScoresGguf) {
   const Tokenizer& ref = shared_tokenizer(twin);
 
   const json tj = json::parse(test::read_file(test::shared_path("golden/tokenize/tokenize.json")));
-  const json& llama_ids = tj["results"]["models/gguf/TinyStories-656K.fixed-scores.f16.gguf"]["ids"];
+  const json& llama_ids =
+      tj["results"]["models/gguf/TinyStories-656K.fixed-scores.f16.gguf"]["ids"];
   std::vector<std::string> texts;
   for (const json& s : tj["strings"]) texts.push_back(s.get<std::string>());
   int with_llama = 0;
@@ -138,7 +139,8 @@ TEST_P(HfByteLevel, MatchesVectorsAndVocabGguf) {
   TF_REQUIRE_SHARED(dir + "/tokenizer.json");
   TF_REQUIRE_SHARED(vocab + ".inp");
   TF_REQUIRE_SHARED(std::string("models/vocab/") + p.gguf);
-  const hf::Metadata kv = hf::import_tokenizer(test::shared_path(dir), json::parse(p.config), p.arch);
+  const hf::Metadata kv =
+      hf::import_tokenizer(test::shared_path(dir), json::parse(p.config), p.arch);
   expect_same_tokenizer_keys(kv, std::string("models/vocab/") + p.gguf);
   auto tok = from_metadata(kv);
   const auto inputs = split_inputs(test::read_file(test::shared_path(vocab + ".inp")));
@@ -149,23 +151,22 @@ TEST_P(HfByteLevel, MatchesVectorsAndVocabGguf) {
   for (size_t i = 0; i < inputs.size(); ++i) {
     const auto got = tok->encode(inputs[i], false, false);
     passed += got == expected[i];
-    EXPECT_EQ(ids_str(got), ids_str(expected[i])) << p.dir << " string " << i << " \""
-                                                  << test::escaped(inputs[i]) << "\"";
+    EXPECT_EQ(ids_str(got), ids_str(expected[i]))
+        << p.dir << " string " << i << " \"" << test::escaped(inputs[i]) << "\"";
   }
   std::cout << "[ hf vocab ] " << p.dir << ": " << passed << "/" << inputs.size() << "\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Tokenizers, HfByteLevel,
-    ::testing::Values(
-        BpeCase{"llama3", "ggml-vocab-llama-bpe.gguf", "ggml-vocab-llama-bpe.gguf",
-                R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 128256,
+    ::testing::Values(BpeCase{"llama3", "ggml-vocab-llama-bpe.gguf", "ggml-vocab-llama-bpe.gguf",
+                              R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 128256,
                     "bos_token_id": 128000, "eos_token_id": 128001})",
-                "llama"},
-        BpeCase{"qwen3", "ggml-vocab-qwen2.gguf", "ggml-vocab-qwen3.gguf",
-                R"({"architectures": ["Qwen2ForCausalLM"], "vocab_size": 151936,
+                              "llama"},
+                      BpeCase{"qwen3", "ggml-vocab-qwen2.gguf", "ggml-vocab-qwen3.gguf",
+                              R"({"architectures": ["Qwen2ForCausalLM"], "vocab_size": 151936,
                     "bos_token_id": 151643, "eos_token_id": 151643})",
-                "qwen2"}),
+                              "qwen2"}),
     [](const auto& info) { return std::string(info.param.dir); });
 
 // ----- what is not supported is an error that says so -----
@@ -188,7 +189,8 @@ TEST(HfTokenizer, UnsupportedIsAClearError) {
   EXPECT_NE(import_error(R"({"model": {"type": "WordPiece", "vocab": {}}})")
                 .find("unsupported tokenizer model 'WordPiece'"),
             std::string::npos);
-  const std::string bpe = R"("model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]})";
+  const std::string bpe =
+      R"("model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]})";
   EXPECT_NE(import_error("{" + bpe + "}").find("neither byte-level"), std::string::npos);
   EXPECT_NE(import_error("{" + bpe +
                          R"(, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
@@ -201,14 +203,17 @@ TEST(HfTokenizer, UnsupportedIsAClearError) {
                  "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}})")
                 .find("unsupported normalizer 'Lowercase'"),
             std::string::npos);
-  EXPECT_NE(import_error(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}}})").find("share id"),
-            std::string::npos);
+  EXPECT_NE(
+      import_error(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 0}}})").find("share id"),
+      std::string::npos);
   EXPECT_NE(import_error(R"({"model": {"type": "BPE", "vocab": {"a": -3}}})").find("invalid id"),
             std::string::npos);
   EXPECT_NE(import_error("{\"model\": ").find("not valid JSON"), std::string::npos);
-  EXPECT_EQ(import_error("{" + bpe +
-                         R"(, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}})"),
-            "");  // GPT-2 style is supported
+  EXPECT_EQ(
+      import_error(
+          "{" + bpe +
+          R"(, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}})"),
+      "");  // GPT-2 style is supported
 }
 
 }  // namespace
