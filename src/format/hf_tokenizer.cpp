@@ -325,7 +325,16 @@ Metadata import_tokenizer(const std::string& dir, const json& config, const std:
         types[size_t(a.id)] = kUserDefined;
         // llama.cpp expects user-defined tokens pre-normalized: its SPM-style spaces become ' '.
         std::string& s = tokens[size_t(a.id)];
-        for (size_t p; (p = s.find("\xE2\x96\x81")) != std::string::npos;) s.replace(p, 3, " ");
+        std::string out;
+        for (size_t i = 0; i < s.size(); ++i) {
+          if (s.compare(i, 3, "\xE2\x96\x81") == 0) {
+            out += ' ';
+            i += 2;
+          } else {
+            out += s[i];
+          }
+        }
+        s = std::move(out);
       }
     }
     std::vector<std::string> merge_lines;

@@ -27,9 +27,9 @@ const char* kHf = "models/hf/TinyStories-656K";
 const char* kTwin = "models/gguf/TinyStories-656K.f16.gguf";
 
 std::string ids_str(const std::vector<TokenId>& ids) {
-  std::string s;
-  for (TokenId t : ids) s += (s.empty() ? "" : " ") + std::to_string(t);
-  return s;
+  std::ostringstream os;
+  for (size_t i = 0; i < ids.size(); ++i) os << (i ? " " : "") << ids[i];
+  return os.str();
 }
 
 // Logits at every position of `tokens` (one batch).
