@@ -170,7 +170,10 @@ std::unique_ptr<Import> import_dir(const std::string& dir_in, OutType out) {
   Metadata& kv = imp->metadata;
   kv.emplace_back("general.architecture", detail::str(h.arch));
   kv.emplace_back("general.type", detail::str("model"));
-  kv.emplace_back("general.name", detail::str(fs::path(dir).filename().string()));
+  // The directory's own name, as the converter falls back to (also for "." or "x/..").
+  const fs::path abs = fs::absolute(dir, ec).lexically_normal();
+  std::string name = (abs.has_filename() ? abs : abs.parent_path()).filename().string();
+  kv.emplace_back("general.name", detail::str(name.empty() ? "model" : name));
   for (auto& e : hp) kv.push_back(std::move(e));
   for (auto& [k, v] : kv)
     if (k == "general.file_type") v = detail::u32(file_type_of(imp->tensors));

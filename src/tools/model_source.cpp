@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <system_error>
 #include <thread>
@@ -119,6 +120,10 @@ struct Region {
 
 std::shared_ptr<const gguf::File> open_model(const std::string& path, const ModelSourceOptions& o) {
   if (!hf::is_model_dir(path)) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      throw Error(path + ": a directory without config.json (a Hugging Face model directory "
+                         "holds config.json, *.safetensors and tokenizer.json)");
     if (!o.quant.empty())
       throw Error("--quant converts Hugging Face directories on load; " + path +
                   " is not one (for a GGUF file use `tokenfab quantize`)");
