@@ -2,6 +2,7 @@
 // the architectures model/config.cpp runs (its LlamaModel and Qwen2Model classes; Qwen3 is
 // Qwen2's keys plus per-head Q/K norms, whose size comes from head_dim).
 #include <cmath>
+#include <numbers>
 
 #include "format/hf_internal.h"
 #include "util/error.h"
@@ -43,7 +44,7 @@ std::vector<float> llama3_rope_factors(const json& rs, const std::string& what, 
   for (int64_t i = 0; i < head_dim; i += 2) {
     const float freq =
         1.0f / std::pow(float(theta), float(i) / float(head_dim));  // base ** (arange / dim)
-    const float wavelen = float(2.0 * M_PI) / freq;
+    const float wavelen = float(2.0 * std::numbers::pi) / freq;
     if (wavelen < high_wavelen) {
       out.push_back(1.0f);
     } else if (wavelen > low_wavelen) {
