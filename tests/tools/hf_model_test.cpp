@@ -249,6 +249,8 @@ struct Shape {
   std::string dtype = "F32";
   bool tied = false, sharded = false;
   int64_t n_layer = 2, n_embd = 64, n_head = 4, n_kv = 2, head_dim = 16, n_ff = 96, n_vocab = 64;
+  bool bias = false;         // llama with attention_bias (its Q/K biases permuted too)
+  bool rope_llama3 = false;  // Llama 3.1 rope_scaling: a generated rope_freqs.weight
 };
 
 // One tensor with its values stored in `dtype` (and those exact values as floats).
@@ -320,7 +322,7 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
     add(p + "self_attn.k_proj.weight", {kv, s.n_embd}, 0, 0.3f);
     add(p + "self_attn.v_proj.weight", {kv, s.n_embd}, 0, 0.3f);
     add(p + "self_attn.o_proj.weight", {s.n_embd, q}, 0, 0.2f);
-    if (s.arch == "qwen2")
+    if (s.arch == "qwen2" || s.bias)
       for (const char* b : {"q", "k", "v"})
         add(p + "self_attn." + b + "_proj.bias", {b[0] == 'q' ? q : kv}, 0, 0.2f);
     if (s.arch == "qwen3")
@@ -358,6 +360,13 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
               {"rope_theta", 10000.0},         {"max_position_embeddings", 256},
               {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
   if (s.head_dim != s.n_embd / s.n_head) cfg["head_dim"] = s.head_dim;
+  if (s.bias) cfg["attention_bias"] = true;
+  if (s.rope_llama3)
+    cfg["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", 8.0},
+                           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0},
+                           {"original_max_position_embeddings", 64}};
   test::write_text(dir + "/config.json", cfg.dump());
   // A small Llama-style tokenizer of n_vocab tokens.
   json vocab = json::object();
@@ -412,11 +421,32 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
       if (auto p = n.find(from); p != std::string::npos) n.replace(p, std::strlen(from), to);
     return n;
   };
+  if (s.rope_llama3) {  // first, as the converter writes its generated tensors
+    std::vector<float> f;
+    for (int64_t i = 0; i < s.head_dim; i += 2) {
+      const double freq = 1.0 / std::pow(10000.0, double(i) / double(s.head_dim));
+      const double wavelen = 2 * 3.14159265358979323846 / freq, lo = 64.0 / 1.0, hi = 64.0 / 4.0;
+      const double smooth = (64.0 / wavelen - 1.0) / (4.0 - 1.0);
+      f.push_back(float(wavelen < hi   ? 1.0
+                        : wavelen > lo ? 8.0
+                                       : 1.0 / ((1 - smooth) / 8.0 + smooth)));
+    }
+    w.add_tensor("rope_freqs.weight", DType::F32, {int64_t(f.size())}, f.data(), f.size() * 4);
+  }
   for (const Weight& x : ws) {
     const std::string g = gname(x.hf);
     std::vector<int64_t> dims(x.shape.rbegin(), x.shape.rend());
-    if (x.shape.size() == 1) {  // 1-D: F32
-      w.add_tensor(g, DType::F32, dims, x.values.data(), x.values.size() * 4);
+    if (x.shape.size() == 1) {  // 1-D: F32; a llama Q/K bias permuted like its matrix's rows
+      std::vector<float> v = x.values;
+      const bool q_bias = g.find("attn_q.bias") != std::string::npos;
+      if (s.arch == "llama" && (q_bias || g.find("attn_k.bias") != std::string::npos)) {
+        const int64_t heads = q_bias ? s.n_head : s.n_kv, d = int64_t(v.size()) / heads;
+        for (int64_t h = 0; h < heads; ++h)
+          for (int64_t i = 0; i < 2; ++i)
+            for (int64_t j = 0; j < d / 2; ++j)
+              v[size_t(h * d + 2 * j + i)] = x.values[size_t(h * d + i * d / 2 + j)];
+      }
+      w.add_tensor(g, DType::F32, dims, v.data(), v.size() * 4);
       continue;
     }
     std::vector<uint8_t> bits = x.bits;
@@ -442,7 +472,16 @@ TEST_P(HfSynthetic, LogitsEqualTheHandWrittenGguf) {
       gguf::File::from_memory(twin_bytes.data(), twin_bytes.size(), "twin")));
   auto mine = import(dir.path);
   const std::vector<TokenId> toks = {1, 5, 9, 20, 33, 7, 60, 2, 14};
-  EXPECT_EQ(max_diff(all_logits(*mine, toks), all_logits(*twin, toks)), 0.0);
+  const double d = max_diff(all_logits(*mine, toks), all_logits(*twin, toks));
+  if (s.rope_llama3) {
+    // The factors are computed in float32 (as torch does) against float64 here.
+    EXPECT_LT(d, 1e-4);
+    const auto* t = mine->file().find_tensor("rope_freqs.weight");
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->dims, (std::vector<int64_t>{s.head_dim / 2}));
+  } else {
+    EXPECT_EQ(d, 0.0);
+  }
   EXPECT_EQ(mine->file().find("general.architecture")->str, s.arch);
   EXPECT_EQ(mine->file().find_tensor("output.weight") != nullptr, !s.tied);
 }
@@ -451,12 +490,15 @@ INSTANTIATE_TEST_SUITE_P(Archs, HfSynthetic,
                          ::testing::Values(Shape{"llama"}, Shape{"llama", "F16", true},
                                            Shape{"llama", "BF16", false, true}, Shape{"qwen2"},
                                            Shape{"qwen2", "BF16", true, true},
-                                           Shape{"qwen3", "F32", false, false, 2, 64, 4, 2, 32}),
+                                           Shape{"qwen3", "F32", false, false, 2, 64, 4, 2, 32},
+                                           Shape{"llama", "F32", false, false, 2, 64, 4, 2, 16, 96,
+                                                 64, true, true}),
                          [](const auto& info) {
                            const Shape& s = info.param;
                            return s.arch + "_" + s.dtype + (s.tied ? "_tied" : "") +
                                   (s.sharded ? "_sharded" : "") +
-                                  (s.head_dim != s.n_embd / s.n_head ? "_headdim" : "");
+                                  (s.head_dim != s.n_embd / s.n_head ? "_headdim" : "") +
+                                  (s.bias ? "_bias" : "") + (s.rope_llama3 ? "_rope_llama3" : "");
                          });
 
 // ----- what does not fit is a clear error -----
