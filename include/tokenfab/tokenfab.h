@@ -178,7 +178,7 @@ struct BenchParams {
   int64_t n_seq = 1;
   int n_threads = 0;       // 0 = auto
   int reps = 5;
-  bool measure_bandwidth = true;
+  bool measure_bandwidth = true;  // and the compute peak
   DType kv_type = DType::F16;
   // Grammar overhead: generation also runs constrained by this grammar (greedy, as the server
   // samples: the argmax checked first, the vocabulary masked when it is refused; the grammar
@@ -199,6 +199,13 @@ struct BenchResult {
   double bytes_per_token = 0;   // weight bytes read per generated token
   double bandwidth_gb_s = 0;    // measured read bandwidth at this thread count
   double bandwidth_fraction = 0;  // bytes_per_token * tg / bandwidth
+  // Arithmetic: 2 ops per weight multiply-add of the matrix products (attention not counted)
+  // per token, against the peak of the kernel level in use (int8 for quantized weights, whose
+  // products run on 8-bit activations; fp32 for float weights), measured after the runs.
+  double ops_per_token = 0;
+  double peak_gops = 0;
+  std::string peak_kind;  // "int8 avx512-vnni", "fp32 avx2", ...
+  double pp_peak_fraction = 0, tg_peak_fraction = 0;  // pp (tg) * ops_per_token / peak
   // Memory: the process's resident size after the runs, against the model file plus the KV
   // cache (the engine's own scratch and the program make up the rest).
   double resident_bytes = 0, file_bytes = 0, kv_bytes = 0;

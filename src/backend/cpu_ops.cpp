@@ -107,8 +107,13 @@ void matvec_stacked(ThreadPool& pool, const WeightView* const* ws, float* const*
       const WeightView& w = *ws[i];
       const int64_t lo = std::max(b, first), hi = std::min(e, first + w.rows);
       if (lo < hi) {
-        kernels::dot_rows(w.type, w.row(lo - first), w.row_stride, hi - lo, act, cols,
-                          ys[i] + (lo - first));
+        if (w.layout != kernels::Layout::kRows) {
+          kernels::dot_rows_tiled(w.layout, w.type, w.data, w.row_stride, w.rows, lo - first,
+                                  hi - first, act, cols, ys[i] + (lo - first));
+        } else {
+          kernels::dot_rows(w.type, w.row(lo - first), w.row_stride, hi - lo, act, cols,
+                            ys[i] + (lo - first));
+        }
         b = hi;
       }
       first += w.rows;
@@ -137,8 +142,9 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
   // (F32/F16 round differently there; see llama_dot_kernel). Its per-token preparation of the
   // activations is done here, once, rather than by every chunk of rows.
   const bool float_type = w.type == DType::F32 || w.type == DType::F16;
+  const bool tiled = w.layout != kernels::Layout::kRows;  // its own kernels, no preparation
   const bool use_gemm =
-      n_tok > 1 && kernels::has_gemm(w.type) &&
+      !tiled && n_tok > 1 && kernels::has_gemm(w.type) &&
       (!float_type || llama_dot_kernel(w.type, rows, cols, n_tok) == DotKernel::Sgemm);
   const size_t prep_row = use_gemm ? kernels::gemm_act_bytes(w.type, cols) : 0;
   const size_t act_bytes = act_row * size_t(n_tok);
@@ -158,6 +164,11 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
     }
   };
   auto body = [&](int64_t b, int64_t e, int) {
+    if (tiled) {
+      kernels::gemm_tiled(w.layout, w.type, w.data, w.row_stride, rows, b, e, act, act_row, n_tok,
+                          cols, y + b, rows);
+      return;
+    }
     if (use_gemm) {
       // These rows, all tokens (the kernel chunks them to fit the cache).
       kernels::gemm_prepared(w.type, w.row(b), w.row_stride, e - b, prep, n_tok, cols, y + b, rows);
@@ -173,7 +184,7 @@ void matmul(ThreadPool& pool, const WeightView& w, const float* x, int64_t n_tok
   if (parallel) {
     pool.parallel_for(n_tok, quantize);
     // Row ranges in multiples of the kernels' row tiles.
-    pool.parallel_for(rows, body, use_gemm ? 32 : 16);
+    pool.parallel_for(rows, body, use_gemm || tiled ? 32 : 16);
   } else {
     quantize(0, n_tok, 0);
     body(0, rows, 0);

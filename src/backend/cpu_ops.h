@@ -6,19 +6,23 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/kernels/kernels.h"
 #include "backend/thread_pool.h"
 #include "tensor/dtype.h"
 #include "tensor/quants.h"
 
 namespace tf {
 
-// A 2-D weight matrix as stored in the file: `rows` rows of `cols` elements of `type`.
+// A 2-D weight matrix as stored in the file: `rows` rows of `cols` elements of `type`, or
+// rewritten at load into tiles of rows (layout; see kernels::Layout), which then only the
+// matrix products read: row(r) is a plain row only for rows after the tiles.
 struct WeightView {
   DType type = DType::F32;
   const uint8_t* data = nullptr;
   int64_t cols = 0;  // ne[0]: the reduction dimension
   int64_t rows = 0;  // ne[1]: output features
   size_t row_stride = 0;
+  kernels::Layout layout = kernels::Layout::kRows;
   const uint8_t* row(int64_t r) const { return data + size_t(r) * row_stride; }
   bool empty() const { return data == nullptr; }
 };

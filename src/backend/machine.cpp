@@ -1,5 +1,7 @@
 #include "backend/machine.h"
 
+#include "backend/kernels/kernels.h"
+
 // GCC 12 warns inside its own AVX-512 headers about the undefined upper lanes of set1.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -10,9 +12,11 @@
 // and the arithmetic peaks are left at 0 (unknown).
 #if defined(__x86_64__) || defined(__i386__)
 #define TF_MACHINE_X86 1
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -152,7 +156,8 @@ __attribute__((target("avx2"))) double dp_avx2(int64_t iters) {
     for (int i = 0; i < 8; ++i)
       a[i] = _mm256_add_epi32(a[i], _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), one));
   alignas(32) int32_t v[8] = {};
-  for (int i = 0; i < 8; ++i) _mm256_store_si256((__m256i*)v, _mm256_add_epi32(_mm256_load_si256((const __m256i*)v), a[i]));
+  for (int i = 0; i < 8; ++i)
+    _mm256_store_si256((__m256i*)v, _mm256_add_epi32(_mm256_load_si256((const __m256i*)v), a[i]));
   g_sink += uint64_t(v[0]);
   return double(iters) * 8 * 32 * 2;
 }
@@ -199,13 +204,33 @@ double measure_read_bandwidth(int threads, size_t bytes, int reps) {
   return best;
 }
 
+AmxInfo query_amx() {
+  AmxInfo a;
+#ifdef TF_MACHINE_X86
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return a;
+  a.bf16 = edx & (1u << 22);
+  a.tile = edx & (1u << 24);
+  a.int8 = edx & (1u << 25);
+  if (a.tile) {
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtileData = 18;
+    a.granted = ::syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtileData) == 0;
+  }
+#endif
+  return a;
+}
+
 ComputePeak measure_compute_peak(int threads) {
   threads = std::max(1, threads);
   ComputePeak p;
 #ifdef TF_MACHINE_X86
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // The peaks of the kernel level in use (TF_ISA may lower it below the CPU's).
+  const kernels::Isa level = kernels::active();
+  const bool avx512 = level == kernels::Isa::kAvx512 && __builtin_cpu_supports("avx512f");
+  const bool vnni =
+      avx512 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
+  const bool avx2 = level != kernels::Isa::kScalar && __builtin_cpu_supports("avx2") &&
+                    __builtin_cpu_supports("fma");
   p.isa = avx512 ? (vnni ? "avx512-vnni" : "avx512") : avx2 ? "avx2" : "scalar";
   const int64_t iters = 20'000'000;
   for (int rep = 0; rep < 3; ++rep) {

@@ -24,6 +24,14 @@ struct ComputePeak {
 // Peak of one thread times `threads`, measured with all threads running.
 ComputePeak measure_compute_peak(int threads);
 
+// What the CPU lists of AMX (Intel's tile units) and whether Linux grants the tile state to
+// this process (arch_prctl ARCH_REQ_XCOMP_PERM). No kernel uses AMX yet; membw reports it.
+struct AmxInfo {
+  bool tile = false, int8 = false, bf16 = false;
+  bool granted = false;  // the OS allowed the tile data state
+};
+AmxInfo query_amx();
+
 // This process's resident memory (RSS) in bytes, from /proc/self/statm; 0 where unavailable.
 size_t resident_bytes();
 

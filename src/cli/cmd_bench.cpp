@@ -60,16 +60,29 @@ int bench(BenchArgs& a) {
     j["bytes_per_token"] = r.bytes_per_token;
     j["bandwidth_gb_s"] = r.bandwidth_gb_s;
     j["bandwidth_fraction"] = r.bandwidth_fraction;
+    j["compute"] = {{"ops_per_token", r.ops_per_token},
+                    {"peak_gops", r.peak_gops},
+                    {"peak", r.peak_kind},
+                    {"pp_fraction", r.pp_peak_fraction},
+                    {"tg_fraction", r.tg_peak_fraction}};
+    j["tiled_matrices"] = model->tiled_matrices();
     j["memory"] = {{"resident_bytes", r.resident_bytes},
                    {"file_bytes", r.file_bytes},
                    {"kv_bytes", r.kv_bytes}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("model: %s (%.1f MiB of weights read per token)\nthreads: %d\n", a.model.c_str(),
-              r.bytes_per_token / (1 << 20), r.threads);
-  if (a.p.n_prompt > 0)
+  std::printf(
+      "model: %s (%.1f MiB of weights read per token, %lld matrices in tiles)\nthreads: %d\n",
+      a.model.c_str(), r.bytes_per_token / (1 << 20), (long long)model->tiled_matrices(),
+      r.threads);
+  if (a.p.n_prompt > 0) {
     std::printf("pp%-5lld %10.2f ± %.2f tokens/s\n", (long long)a.p.n_prompt, r.pp.mean, r.pp.sd);
+    if (r.peak_gops > 0)
+      std::printf("prompt computes %.1f GOP/s = %.1f%% of the measured %s peak %.1f GOP/s\n",
+                  r.pp.mean * r.ops_per_token / 1e9, 100 * r.pp_peak_fraction, r.peak_kind.c_str(),
+                  r.peak_gops);
+  }
   if (a.p.n_gen > 0) {
     std::printf("tg%-5lld %10.2f ± %.2f tokens/s", (long long)a.p.n_gen, r.tg.mean, r.tg.sd);
     if (a.p.n_seq > 1) std::printf(" aggregate over %lld sequences", (long long)a.p.n_seq);
@@ -86,6 +99,9 @@ int bench(BenchArgs& a) {
           "generation reads %.2f GB/s = %.1f%% of the measured %.2f GB/s (ceiling %.1f tokens/s)\n",
           r.bytes_per_token * r.tg.mean / 1e9, 100 * r.bandwidth_fraction, r.bandwidth_gb_s,
           r.bandwidth_gb_s * 1e9 / r.bytes_per_token);
+    if (a.p.n_seq > 1 && r.peak_gops > 0)
+      std::printf("generation computes %.1f GOP/s = %.1f%% of the measured %s peak\n",
+                  r.tg.mean * r.ops_per_token / 1e9, 100 * r.tg_peak_fraction, r.peak_kind.c_str());
   }
   auto cost_line = [](const char* what, const BenchResult::Cost& c) {
     std::printf("%s: %.2f tokens/J (%.4f J/token), $%.4f per million tokens\n", what,
@@ -121,6 +137,16 @@ int membw(bool json) {
       std::printf("compute, %d thread%s (%s): fp32 %.1f GFLOP/s, int8 %.1f GOP/s\n", t,
                   t > 1 ? "s" : " ", c.isa, c.fp32_gflops, c.int8_gops);
     if (hw == 1) break;
+  }
+  const AmxInfo amx = query_amx();
+  j["amx"] = {{"tile", amx.tile}, {"int8", amx.int8}, {"bf16", amx.bf16}, {"granted", amx.granted}};
+  if (!json) {
+    if (!amx.tile)
+      std::printf("amx: not on this CPU (no int8/bf16 tile peaks)\n");
+    else
+      std::printf(
+          "amx: tile%s%s, tile state %s by the OS; no kernel uses it yet, peaks not measured\n",
+          amx.int8 ? " int8" : "", amx.bf16 ? " bf16" : "", amx.granted ? "granted" : "refused");
   }
   if (json) std::printf("%s\n", j.dump().c_str());
   return 0;

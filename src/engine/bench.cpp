@@ -34,6 +34,7 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
   BenchResult r;
   r.threads = p.n_threads > 0 ? p.n_threads : auto_threads(model.weight_bytes());
   r.bytes_per_token = double(model.weight_bytes()) / double(p.n_seq);  // read once per step
+  r.ops_per_token = 2.0 * double(model.matmul_params());
   ContextParams cp;
   cp.n_ctx = std::max<int64_t>(16, std::max(p.n_prompt, p.n_depth + p.n_gen));
   cp.n_batch = std::clamp<int64_t>(std::max({p.n_prompt, p.n_depth, p.n_seq}), 1,
@@ -163,6 +164,15 @@ BenchResult run_bench(const Model& model, const BenchParams& p) {
     r.bandwidth_gb_s = measure_read_bandwidth(r.threads, size_t(512) << 20, 3);
     if (r.bandwidth_gb_s > 0)
       r.bandwidth_fraction = r.bytes_per_token * r.tg.mean / (r.bandwidth_gb_s * 1e9);
+    const ComputePeak c = measure_compute_peak(r.threads);
+    const DType act = dtype_info(model.layer(0).w_up.type).vec_dot_type;
+    const bool int8 = act == DType::Q8_0 || act == DType::Q8_K || act == DType::Q8_1;
+    r.peak_gops = int8 ? c.int8_gops : c.fp32_gflops;
+    r.peak_kind = std::string(int8 ? "int8 " : "fp32 ") + c.isa;
+    if (r.peak_gops > 0) {
+      r.pp_peak_fraction = r.pp.mean * r.ops_per_token / (r.peak_gops * 1e9);
+      r.tg_peak_fraction = r.tg.mean * r.ops_per_token / (r.peak_gops * 1e9);
+    }
   }
   return r;
 }

@@ -118,6 +118,11 @@ class File {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find_tensor(std::string_view name) const;  // nullptr if absent
 
+  // [p, p + n) as writable memory when it lies in the process's own copy of the file
+  // (Residency::kCopied), else nullptr: for rewriting weights in place once at load (tiles),
+  // by the only user of the file, before anything reads them.
+  uint8_t* writable(const uint8_t* p, size_t n);
+
  private:
   File() = default;
   void parse();
@@ -127,6 +132,7 @@ class File {
   size_t size_ = 0;
   void* region_ = nullptr;  // what ~File unmaps (the file or the anonymous copy), if anything
   size_t region_size_ = 0;
+  bool own_copy_ = false;  // base_ points into anonymous memory of our own (kCopied)
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;

@@ -224,6 +224,7 @@ std::unique_ptr<File> File::open(const std::string& path, Residency residency,
   if (residency == Residency::kCopied) {
     try {
       std::tie(f->region_, f->region_size_) = read_anonymous(fd, size, path, &f->base_, progress);
+      f->own_copy_ = true;
     } catch (...) {
       ::close(fd);
       throw;
@@ -258,6 +259,12 @@ std::unique_ptr<File> File::from_memory(const void* data, size_t size, std::stri
 
 File::~File() {
   if (region_) ::munmap(region_, region_size_);
+}
+
+uint8_t* File::writable(const uint8_t* p, size_t n) {
+  if (!own_copy_ || p < base_ || size_t(p - base_) > size_ || n > size_ - size_t(p - base_))
+    return nullptr;
+  return const_cast<uint8_t*>(p);  // our own PROT_WRITE anonymous memory (read_anonymous)
 }
 
 void File::parse() {

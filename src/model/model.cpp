@@ -1,5 +1,8 @@
 #include "model/model.h"
 
+#include <cstdlib>
+#include <string_view>
+
 #include "format/gguf.h"
 #include "tensor/quants.h"
 #include "util/error.h"
@@ -18,8 +21,7 @@ class Binder {
  public:
   explicit Binder(const gguf::File& f) : f_(f) {}
 
-  const gguf::TensorInfo* find(const std::string& name, std::vector<int64_t> shape,
-                               bool required) {
+  const gguf::TensorInfo* find(const std::string& name, std::vector<int64_t> shape, bool required) {
     const gguf::TensorInfo* t = f_.find_tensor(name);
     if (!t) {
       if (required) throw Error(f_.path() + ": tensor '" + name + "' is missing");
@@ -65,7 +67,44 @@ class Binder {
 std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap,
                                    const std::function<void(uint64_t, uint64_t)>& progress) {
   const auto residency = use_mmap ? gguf::Residency::kMapped : gguf::Residency::kCopied;
-  return from_gguf(std::shared_ptr<const gguf::File>(gguf::File::open(path, residency, progress)));
+  std::unique_ptr<gguf::File> file = gguf::File::open(path, residency, progress);
+  gguf::File& f = *file;
+  std::unique_ptr<Model> m = from_gguf(std::move(file));
+  const char* env = std::getenv("TF_TILES");
+  if (!(env && std::string_view(env) == "0")) m->tile_weights(f);  // the model is its only user
+  return m;
+}
+
+void Model::tile_weights(gguf::File& f) {
+  auto tile = [&](WeightView& w) {
+    if (w.empty() || w.layout != kernels::Layout::kRows) return;
+    const kernels::Layout l = kernels::preferred_layout(w.type, w.rows, w.cols);
+    if (l == kernels::Layout::kRows) return;
+    uint8_t* p = f.writable(w.data, w.row_stride * size_t(w.rows));
+    if (!p) return;  // mapped: rewriting would copy every page
+    kernels::tile(l, p, w.row_stride, w.rows, w.cols);
+    w.layout = l;
+  };
+  // The embedding matrix is read a row at a time (get_row), so a tied output stays rows.
+  if (output_.data != tok_embd_.data) tile(output_);
+  for (LayerWeights& L : layers_)
+    for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) tile(*w);
+}
+
+int64_t Model::matmul_params() const {
+  auto n = [](const WeightView& w) { return w.empty() ? int64_t(0) : w.rows * w.cols; };
+  int64_t total = n(output_);
+  for (const LayerWeights& L : layers_)
+    total += n(L.wq) + n(L.wk) + n(L.wv) + n(L.wo) + n(L.w_gate) + n(L.w_up) + n(L.w_down);
+  return total;
+}
+
+int64_t Model::tiled_matrices() const {
+  int64_t n = output_.layout != kernels::Layout::kRows;
+  for (const LayerWeights& L : layers_)
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      n += w->layout != kernels::Layout::kRows;
+  return n;
 }
 
 std::unique_ptr<Model> Model::from_gguf(std::shared_ptr<const gguf::File> file) {
@@ -115,7 +154,9 @@ void Model::bind() {
 }
 
 size_t Model::weight_bytes() const {
-  auto bytes = [](const WeightView& w) { return w.empty() ? size_t(0) : w.row_stride * size_t(w.rows); };
+  auto bytes = [](const WeightView& w) {
+    return w.empty() ? size_t(0) : w.row_stride * size_t(w.rows);
+  };
   size_t total = bytes(output_);
   for (const LayerWeights& L : layers_)
     total += bytes(L.wq) + bytes(L.wk) + bytes(L.wv) + bytes(L.wo) + bytes(L.w_gate) +

@@ -27,7 +27,10 @@ struct LayerWeights {
 class Model {
  public:
   // Opens and validates a GGUF model, copied into memory of its own (the default; see
-  // gguf::Residency) or mapped. Throws tf::Error with a clear message.
+  // gguf::Residency) or mapped. A copied model's matrices are then rewritten in place into the
+  // tile layout the CPU's kernels read fastest, where there is one (kernels::Layout; Q4_0
+  // today); the environment variable TF_TILES=0 keeps them as rows. Throws tf::Error with a
+  // clear message.
   static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = false,
                                      const std::function<void(uint64_t, uint64_t)>& progress = {});
   // Builds a model over an already opened file (which must outlive it).
@@ -44,10 +47,13 @@ class Model {
   const LayerWeights& layer(int64_t i) const { return layers_[size_t(i)]; }
 
   size_t weight_bytes() const;  // bytes of all tensors read per token (for reporting)
+  int64_t tiled_matrices() const;  // matrices held in a tile layout (for reporting)
+  int64_t matmul_params() const;   // weights multiplied per token (output included)
 
  private:
   Model() = default;
   void bind();
+  void tile_weights(gguf::File& f);
 
   std::shared_ptr<const gguf::File> file_;
   ModelConfig cfg_;

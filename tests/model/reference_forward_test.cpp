@@ -2,7 +2,9 @@
 // (full causal attention recomputed for every position, RoPE angles from pow()), on random
 // models of each supported architecture. Also: batching must not change results.
 #include <cmath>
+#include <cstdio>
 
+#include "backend/kernels/kernels.h"
 #include "format/gguf.h"
 #include "model/context.h"
 #include "model/model.h"
@@ -122,7 +124,8 @@ struct Loaded {
 Loaded load(const TinySpec& s, TensorMap* values) {
   Loaded l;
   l.bytes = tf::test::build_tiny_model(s, values);
-  l.model = tf::Model::from_gguf(tf::gguf::File::from_memory(l.bytes.data(), l.bytes.size(), "tiny.gguf"));
+  l.model = tf::Model::from_gguf(
+      tf::gguf::File::from_memory(l.bytes.data(), l.bytes.size(), "tiny.gguf"));
   return l;
 }
 
@@ -144,7 +147,8 @@ void check_against_reference(const TinySpec& s, double tol, tf::DType kv_type = 
   std::vector<std::vector<float>> batched;
   for (size_t t = 0; t < kTokens.size(); ++t) {
     batched.emplace_back(ctx.logits(int64_t(t)), ctx.logits(int64_t(t)) + s.n_vocab);
-    for (int i = 0; i < s.n_vocab; ++i) worst = std::max(worst, std::fabs(batched[t][size_t(i)] - want[t][size_t(i)]));
+    for (int i = 0; i < s.n_vocab; ++i)
+      worst = std::max(worst, std::fabs(batched[t][size_t(i)] - want[t][size_t(i)]));
   }
   EXPECT_LT(worst, tol) << s.arch << ": max |logit - reference|";
 
@@ -164,7 +168,9 @@ void check_against_reference(const TinySpec& s, double tol, tf::DType kv_type = 
   }
 }
 
-TEST(ReferenceForward, Llama) { check_against_reference({}, 2e-2); }
+TEST(ReferenceForward, Llama) {
+  check_against_reference({}, 2e-2);
+}
 TEST(ReferenceForward, LlamaTiedWithRopeFreqs) {
   TinySpec s;
   s.tied = true;
@@ -275,7 +281,8 @@ TEST(ModelLoad, RejectsWrongShapesAndArchitectures) {
       tf::Model::from_gguf(tf::gguf::File::from_memory(b.data(), b.size(), "m.gguf"));
       FAIL() << "expected an error";
     } catch (const tf::Error& e) {
-      EXPECT_NE(std::string(e.what()).find("unsupported architecture 'mamba'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("unsupported architecture 'mamba'"), std::string::npos)
+          << e.what();
     }
   }
   // Metadata that contradicts the tensor shapes.
@@ -286,8 +293,95 @@ TEST(ModelLoad, RejectsWrongShapesAndArchitectures) {
     w.set_u32("llama.feed_forward_length", 64);
     for (const auto& t : f->tensors()) w.add_tensor(t.name, t.type, t.dims, t.data, t.nbytes);
     auto b = w.to_bytes();
-    EXPECT_THROW(tf::Model::from_gguf(tf::gguf::File::from_memory(b.data(), b.size(), "t.gguf")), tf::Error);
+    EXPECT_THROW(tf::Model::from_gguf(tf::gguf::File::from_memory(b.data(), b.size(), "t.gguf")),
+                 tf::Error);
   }
 }
 
 }  // namespace
+
+// Matrices rewritten into tiles at load (Model::load on a copied file) against the rows read
+// in place (from_memory) and the reference forward, for a batch and for single tokens, at every
+// kernel level (lower levels untile each tile first). The two layouts add in different float
+// orders, and a last-bit difference can flip an 8-bit activation code downstream, so they agree
+// only to quantization noise; but a token's result through the tiles is the same whether it is
+// decoded alone or in a batch (their kernels add in the same order for 1 or 16 tokens). The
+// output matrix (40 rows) has two tiles and 8 plain rows.
+void check_tiles_at_load(const TinySpec& s, tf::DType t, double ref_tol) {
+  TensorMap T;
+  Loaded rows = load(s, &T);
+  const std::string path = ::testing::TempDir() + "tiles_" + tf::dtype_name(t) + ".gguf";
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(rows.bytes.data(), 1, rows.bytes.size(), f), rows.bytes.size());
+    std::fclose(f);
+  }
+  auto tiled = tf::Model::load(path);
+  EXPECT_EQ(rows.model->tiled_matrices(), 0);
+  if (tf::kernels::preferred_layout(t, 64, s.n_embd) == tf::kernels::Layout::kRows) {
+    EXPECT_EQ(tiled->tiled_matrices(), 0);
+    GTEST_SKIP() << "no tile kernels at this CPU's level: nothing is tiled";
+  }
+  EXPECT_EQ(tiled->tiled_matrices(), 7 * s.n_layer + 1);
+  EXPECT_EQ(tf::Model::load(path, /*use_mmap=*/true)->tiled_matrices(), 0);  // mapped: rows
+  const auto want = reference(s, T, kTokens);
+  const tf::kernels::Isa saved = tf::kernels::active();
+  for (tf::kernels::Isa isa :
+       {tf::kernels::Isa::kAvx512, tf::kernels::Isa::kAvx2, tf::kernels::Isa::kScalar}) {
+    tf::kernels::set_active(isa);
+    SCOPED_TRACE(tf::kernels::isa_name(tf::kernels::active()));
+    tf::ContextParams cp;
+    cp.n_ctx = 64;
+    std::vector<std::vector<float>> batched;  // tiled, whole prompt in one batch
+    for (bool batch : {true, false}) {
+      tf::Context a(*rows.model, cp), b(*tiled, cp);
+      double worst_rows = 0, worst_ref = 0, worst_batch = 0;
+      for (size_t p = 0; p < kTokens.size(); ++p) {
+        tf::Batch bt;
+        if (batch) {
+          if (p > 0) break;
+          for (size_t i = 0; i < kTokens.size(); ++i) bt.add(kTokens[i], int32_t(i), 0, true);
+        } else {
+          bt.add(kTokens[p], int32_t(p), 0, true);
+        }
+        a.decode(bt);
+        b.decode(bt);
+        for (size_t k = 0; k < bt.size(); ++k) {
+          const size_t pos = batch ? k : p;
+          const float* y = b.logits(int64_t(k));
+          if (batch) batched.emplace_back(y, y + s.n_vocab);
+          for (int i = 0; i < s.n_vocab; ++i) {
+            const float x = a.logits(int64_t(k))[i];
+            worst_rows = std::max(worst_rows, double(std::fabs(x - y[i])));
+            worst_ref = std::max(worst_ref, std::fabs(y[i] - want[pos][size_t(i)]));
+            worst_batch = std::max(worst_batch, double(std::fabs(y[i] - batched[pos][size_t(i)])) /
+                                                    (1 + std::fabs(y[i])));
+          }
+        }
+      }
+      const char* what = batch ? "batch" : "single tokens";
+      EXPECT_LT(worst_rows, ref_tol) << what << ": tiles vs rows";
+      EXPECT_LT(worst_ref, ref_tol) << what << ": tiles vs reference";
+      EXPECT_LT(worst_batch, 1e-4) << what << ": tiles, alone vs batched";
+    }
+  }
+  tf::kernels::set_active(saved);
+  std::remove(path.c_str());
+}
+
+TEST(ReferenceForward, Q4_0TilesAtLoadMatchRows) {
+  TinySpec s;
+  s.wtype = tf::DType::Q4_0;
+  s.n_embd = 64;
+  s.n_ff = 96;
+  check_tiles_at_load(s, tf::DType::Q4_0, 1e-1);
+}
+
+TEST(ReferenceForward, Q4_KTilesAtLoadMatchRows) {
+  TinySpec s;
+  s.wtype = tf::DType::Q4_K;
+  s.n_embd = 256;  // every row length a multiple of the 256-element super-block
+  s.n_ff = 256;
+  check_tiles_at_load(s, tf::DType::Q4_K, 1e-1);
+}

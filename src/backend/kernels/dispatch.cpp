@@ -163,6 +163,7 @@ Table make_table(Features f) {
     add_float_avx512(t, f);
     add_gemm_avx512(t, f);
     add_rows_avx512(t);
+    add_tiles_avx512(t, f);
   }
 #endif
   return t;

@@ -80,6 +80,19 @@ struct RowOps {
                            size_t out_stride) = nullptr;
 };
 
+// Kernels for a tile layout (see Layout in kernels.h), on whole tiles: tile i of `ntiles` at
+// tiles + i * tile_bytes. dot: out[16 i + L] for row L of tile i, act one token from
+// quantize_act. gemm: out[t * os + 16 i + L] for ntok <= 16 tokens, prepared by prep (from
+// quantize_act rows acts + t * as) into prep_bytes(n) bytes, 64-byte aligned.
+struct TileOps {
+  void (*dot)(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes, const uint8_t* act,
+              int64_t n, float* out) = nullptr;
+  size_t (*prep_bytes)(int64_t n) = nullptr;
+  void (*prep)(const uint8_t* acts, size_t as, int64_t ntok, int64_t n, uint8_t* out) = nullptr;
+  void (*gemm)(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes, const uint8_t* prepared,
+               int64_t ntok, int64_t n, float* out, int64_t os) = nullptr;
+};
+
 inline constexpr size_t kTypeSlots = 36;  // ggml type ids 0..35
 struct Table {
   Features features;
@@ -87,6 +100,7 @@ struct Table {
   std::array<QuantFn, kTypeSlots> quant{};  // nullptr: quantize_row
   std::array<GemmOps, kTypeSlots> gemm{};   // run == nullptr: dot per token
   RowOps rows;
+  TileOps q4_0x16, q4_kx16;
 };
 Table make_table(Features f);
 
@@ -107,6 +121,7 @@ void add_gemm_avx2(Table& t);
 void add_gemm_avx512(Table& t, const Features& f);
 void add_rows_avx2(Table& t);
 void add_rows_avx512(Table& t);
+void add_tiles_avx512(Table& t, const Features& f);
 
 inline size_t slot(DType t) {
   return static_cast<size_t>(t);

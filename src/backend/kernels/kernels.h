@@ -102,6 +102,47 @@ void gemm_prepare(DType w, const void* act, int64_t n, void* out);
 void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, const void* prepared,
                    int64_t ntok, int64_t n, float* out, int64_t out_row_stride);
 
+// ---- Weights repacked at load into tiles ----
+// A matrix may be rewritten in place, once at load, into a layout that its kernels read with
+// less work than the file's rows. Each tile takes exactly the bytes of the rows it replaces, so
+// offsets, sizes and the rows that are not tiled stay where they were.
+//  - kQ4_0x16: Q4_0 rows in tiles of 16 consecutive rows. For each block b of a tile, 288
+//    bytes: four 64-byte vectors, dword L of vector j holding nibble bytes 4j..4j+3 of row L's
+//    block b (their low nibbles are elements 4j..4j+3, the high ones 16+4j..16+4j+3), then
+//    the 16 rows' fp16 scales. So a SIMD lane holds one row: 16 rows times one activation
+//    block are 8 vpdpbusd with broadcast activation codes and no horizontal sums, and a prompt
+//    or a batch of sequences unpacks each block once for up to 16 tokens held in registers.
+//  - kQ4_Kx16: Q4_K rows in tiles of 16 rows. For each super-block b of a tile, 2304 bytes:
+//    32 vectors of 64 bytes, dword L of vector v holding code bytes 4v..4v+3 of row L (the low
+//    nibbles of vector v are elements 64 (v / 8) + 4 (v % 8) + 0..3, the high ones 32 further);
+//    3 vectors holding the rows' 12 packed scale bytes as dwords the same way; then the 16 d
+//    and the 16 dmin (fp16). The 6-bit scales unpack with a few 32-bit operations for all 16
+//    rows at once, and each sub-block's sum is scaled in integers, as the reference does.
+// Rows after the last whole tile (rows % 16) stay rows.
+// Results keep the exact integer sum of each block (Q4_K: of each super-block, scales and
+// mins applied in integers); the float additions run in block order with a fused multiply-add
+// per block (dot_rows's kernels order them differently).
+enum class Layout : uint8_t { kRows, kQ4_0x16, kQ4_Kx16 };
+
+// The layout the active level reads fastest for a rows x n matrix of type w (kRows: none).
+Layout preferred_layout(DType w, int64_t rows, int64_t n);
+// Rows of `rows` that live in tiles (the rest stay rows).
+int64_t tiled_rows(Layout l, int64_t rows);
+// Rewrites rows [0, tiled_rows) of a matrix (row 0 at data, rows `stride` bytes apart, which
+// must be row_bytes of the type) into layout l, in place; untile is the inverse. Throws
+// tf::Error for a type or stride the layout does not take.
+void tile(Layout l, uint8_t* data, size_t stride, int64_t rows, int64_t n);
+void untile(Layout l, uint8_t* data, size_t stride, int64_t rows, int64_t n);
+
+// dot_rows and gemm for rows [r0, r1) of a whole matrix in layout l (data: its row 0; rows: all
+// of its rows): out[(r - r0) * out_stride] and out[t * out_row_stride + (r - r0)]. acts come
+// from quantize_act. At levels without tile kernels each tile is copied back to rows first.
+void dot_rows_tiled(Layout l, DType w, const void* data, size_t stride, int64_t rows, int64_t r0,
+                    int64_t r1, const void* act, int64_t n, float* out);
+void gemm_tiled(Layout l, DType w, const void* data, size_t stride, int64_t rows, int64_t r0,
+                int64_t r1, const void* acts, size_t act_stride, int64_t ntok, int64_t n,
+                float* out, int64_t out_row_stride);
+
 // ---- Row operations around attention and the feed-forward gate ----
 // Each equals its scalar reference bit for bit (the references emulate llama.cpp's AVX-512
 // arithmetic, which the fast versions run natively).

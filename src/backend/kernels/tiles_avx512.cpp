@@ -1,0 +1,382 @@
+// AVX-512 VNNI kernels for Q4_0 weights in 16-row tiles (Layout::kQ4_0x16 in kernels.h).
+//
+// A zmm lane per row: the four 64-byte code vectors of a tile block hold, in lane L, bytes
+// 4j..4j+3 of row L, so their low nibbles meet activation codes 4j..4j+3 and their high nibbles
+// codes 16+4j..16+4j+3, each broadcast to all lanes. 8 vpdpbusd give the block's exact integer
+// sums for 16 rows at once, with no transposes at run time and no horizontal sums at the end;
+// the bias -8 * (sum of the activation codes) takes off the codes' offset. For several tokens
+// the unpacked block (8 registers) is reused for up to 16 tokens, each with one register of
+// integer sums and one of float accumulators.
+#include "backend/kernels/internal.h"
+
+#ifdef TF_KERNELS_X86
+#include <immintrin.h>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include "tensor/blocks.h"
+
+namespace tf::kernels::detail {
+namespace {
+
+constexpr size_t kBlock = 16 * sizeof(BlockQ4_0);  // one tile block: 256 code bytes + 16 scales
+
+TF_TARGET_AVX512_VNNI inline __m512i bcast32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+TF_TARGET_AVX512_VNNI inline void prefetch_block(const uint8_t* g) {
+  for (int k = 0; k < 5; ++k)
+    _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 64 * k), _MM_HINT_T0);
+}
+
+TF_TARGET_AVX512_VNNI inline int32_t code_sum(const int8_t* q) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+  const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), v);
+  __m128i x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0x4E));
+  x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0xB1));
+  return _mm_cvtsi128_si32(x);
+}
+
+// ---- one token --------------------------------------------------------------------------------
+
+struct ActBlock {
+  int32_t bias;  // -8 * (sum of the block's activation codes)
+  float d;
+};
+
+TF_TARGET_AVX512_VNNI void dot_q4_0x16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                       const uint8_t* act, int64_t n, float* out) {
+  const int64_t nb = n / kQK;
+  const auto* y = reinterpret_cast<const BlockQ8_0*>(act);
+  auto* pre = reinterpret_cast<ActBlock*>(act_scratch(size_t(nb) * sizeof(ActBlock)));
+  for (int64_t b = 0; b < nb; ++b) pre[b] = {-8 * code_sum(y[b].qs), _cvtsh_ss(y[b].d)};
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kBlock;
+      prefetch_block(g);
+      const int8_t* q = y[b].qs;
+      // Low and high nibbles in two chains, so that each waits on 4 vpdpbusd, not 8.
+      __m512i lo = _mm512_set1_epi32(pre[b].bias), hi = _mm512_setzero_si512();
+      for (int j = 0; j < 4; ++j) {
+        const __m512i v = _mm512_loadu_si512(g + 64 * j);
+        lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(v, low4), bcast32(q + 4 * j));
+        hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4),
+                                 bcast32(q + 16 + 4 * j));
+      }
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 256)));
+      acc[b & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)),
+                                   _mm512_mul_ps(dw, _mm512_set1_ps(pre[b].d)), acc[b & 1]);
+    }
+    _mm512_storeu_ps(out + 16 * i, _mm512_add_ps(acc[0], acc[1]));
+  }
+}
+
+// ---- up to 16 tokens ---------------------------------------------------------------------------
+
+// One activation block of every token, side by side, so a tile block reads them in one stream.
+struct alignas(64) ActTokens {
+  int8_t qs[16][kQK];
+  int32_t bias[16];
+  float d[16];
+};
+
+template <int T>
+TF_TARGET_AVX512_VNNI void gemm_tiles(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                      const ActTokens* a, int64_t nb, float* out, int64_t os) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kBlock;
+      prefetch_block(g);
+      __m512i w[8];
+      for (int j = 0; j < 4; ++j) {
+        const __m512i v = _mm512_loadu_si512(g + 64 * j);
+        w[j] = _mm512_and_si512(v, low4);
+        w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+      }
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 256)));
+      const ActTokens& A = a[b];
+#pragma GCC unroll 16
+      for (int t = 0; t < T; ++t) {
+        __m512i s = _mm512_set1_epi32(A.bias[t]);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; ++j) s = _mm512_dpbusd_epi32(s, w[j], bcast32(A.qs[t] + 4 * j));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(A.d[t])),
+                                 acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * os + 16 * i, acc[t]);
+  }
+}
+
+template <int T>
+void gemm_upto(int nt, const uint8_t* tiles, int64_t ntiles, size_t tile_bytes, const ActTokens* a,
+               int64_t nb, float* out, int64_t os) {
+  if constexpr (T >= 1) {
+    if (nt == T) return gemm_tiles<T>(tiles, ntiles, tile_bytes, a, nb, out, os);
+    gemm_upto<T - 1>(nt, tiles, ntiles, tile_bytes, a, nb, out, os);
+  }
+}
+
+size_t prep_bytes_q4_0x16(int64_t n) {
+  return size_t(n / kQK) * sizeof(ActTokens);
+}
+
+TF_TARGET_AVX512_VNNI void prep_q4_0x16(const uint8_t* acts, size_t as, int64_t ntok, int64_t n,
+                                        uint8_t* out) {
+  const int64_t nb = n / kQK;
+  auto* a = reinterpret_cast<ActTokens*>(out);
+  for (int64_t t = 0; t < ntok; ++t) {
+    const auto* y = reinterpret_cast<const BlockQ8_0*>(acts + size_t(t) * as);
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(a[b].qs[t], y[b].qs, kQK);
+      a[b].bias[t] = -8 * code_sum(y[b].qs);
+      a[b].d[t] = _cvtsh_ss(y[b].d);
+    }
+  }
+}
+
+TF_TARGET_AVX512_VNNI void gemm_q4_0x16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                        const uint8_t* prepared, int64_t ntok, int64_t n,
+                                        float* out, int64_t os) {
+  gemm_upto<16>(int(ntok), tiles, ntiles, tile_bytes, reinterpret_cast<const ActTokens*>(prepared),
+                n / kQK, out, os);
+}
+
+// ---- Q4_K
+// ----------------------------------------------------------------------------------------
+//
+// A super-block of a tile: 32 code vectors (vector 8c + k: chunk c, dwords k), whose low
+// nibbles are sub-block 2c and high nibbles sub-block 2c + 1; 3 vectors of packed scales; the
+// rows' d and dmin. Each sub-block's integer sum is multiplied by its 6-bit scale in integers
+// and the mins term sum(m_j * (activation sum of sub-block j)) comes from the activations'
+// per-16 sums, as in the reference, so the super-block's two integer sums are exact.
+
+constexpr size_t kKBlock = 16 * sizeof(BlockQ4_K);  // 2304
+constexpr size_t kKScales = 2048, kKD = 2240, kKDmin = 2272;
+
+// The scale of sub-block j (0..7) of each row, as an int32 per lane (see unpack_k_scales).
+TF_TARGET_AVX512_VNNI inline __m512i k_scale(const uint8_t* g, int j) {
+  const __m512i u0 = _mm512_loadu_si512(g + kKScales);
+  if (j < 4) return _mm512_and_si512(_mm512_srli_epi32(u0, 8 * j), _mm512_set1_epi32(0x3F));
+  const __m512i u2 = _mm512_loadu_si512(g + kKScales + 128);
+  const int s = 8 * (j - 4);
+  const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(u2, s), _mm512_set1_epi32(0x0F));
+  const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(u0, s + 6), _mm512_set1_epi32(0x03));
+  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 4));
+}
+
+// The rows' mins as int16 pairs for vpdpwssd: m[0] = (m0, m2), m[1] = (m1, m3), m[2] = (m4, m6),
+// m[3] = (m5, m7) in each lane.
+TF_TARGET_AVX512_VNNI inline void k_mins(const uint8_t* g, __m512i m[4]) {
+  const __m512i u1 = _mm512_loadu_si512(g + kKScales + 64);
+  const __m512i u2 = _mm512_loadu_si512(g + kKScales + 128);
+  const __m512i lo = _mm512_and_si512(u1, _mm512_set1_epi32(0x3F3F3F3F));
+  const __m512i hi = _mm512_or_si512(
+      _mm512_and_si512(_mm512_srli_epi32(u2, 4), _mm512_set1_epi32(0x0F0F0F0F)),
+      _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), _mm512_set1_epi32(0x03030303)),
+                        4));
+  const __m512i words = _mm512_set1_epi32(0x00FF00FF);
+  m[0] = _mm512_and_si512(lo, words);
+  m[1] = _mm512_and_si512(_mm512_srli_epi32(lo, 8), words);
+  m[2] = _mm512_and_si512(hi, words);
+  m[3] = _mm512_and_si512(_mm512_srli_epi32(hi, 8), words);
+}
+
+// An activation super-block's sub-block sums as the int16 pairs k_mins multiplies:
+// (B0, B2), (B1, B3), (B4, B6), (B5, B7) with B_j = bsums[2j] + bsums[2j + 1].
+inline void k_pairs(const BlockQ8_K& y, int32_t out[4]) {
+  int32_t B[8];
+  for (int j = 0; j < 8; ++j) B[j] = y.bsums[2 * j] + y.bsums[2 * j + 1];
+  auto pack = [](int32_t a, int32_t b) {
+    return int32_t(uint32_t(uint16_t(int16_t(a))) | (uint32_t(uint16_t(int16_t(b))) << 16));
+  };
+  out[0] = pack(B[0], B[2]);
+  out[1] = pack(B[1], B[3]);
+  out[2] = pack(B[4], B[6]);
+  out[3] = pack(B[5], B[7]);
+}
+
+TF_TARGET_AVX512_VNNI inline __m512i k_msum(const __m512i m[4], const int32_t pairs[4]) {
+  __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), m[0], _mm512_set1_epi32(pairs[0]));
+  s = _mm512_dpwssd_epi32(s, m[1], _mm512_set1_epi32(pairs[1]));
+  s = _mm512_dpwssd_epi32(s, m[2], _mm512_set1_epi32(pairs[2]));
+  return _mm512_dpwssd_epi32(s, m[3], _mm512_set1_epi32(pairs[3]));
+}
+
+struct ActKBlock {
+  int32_t pairs[4];
+  float d;
+};
+
+TF_TARGET_AVX512_VNNI void dot_q4_kx16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                       const uint8_t* act, int64_t n, float* out) {
+  const int64_t nb = n / kQK_K;
+  const auto* y = reinterpret_cast<const BlockQ8_K*>(act);
+  auto* pre = reinterpret_cast<ActKBlock*>(act_scratch(size_t(nb) * sizeof(ActKBlock)));
+  for (int64_t b = 0; b < nb; ++b) {
+    k_pairs(y[b], pre[b].pairs);
+    pre[b].d = y[b].d;
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kKBlock;
+      const int8_t* q = y[b].qs;
+      __m512i isum = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c) {
+        for (int k = 0; k < 9; ++k)
+          _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 576 * c + 64 * k),
+                       _MM_HINT_T0);
+        __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+        for (int k = 0; k < 8; ++k) {
+          const __m512i v = _mm512_loadu_si512(g + 64 * (8 * c + k));
+          lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(v, low4), bcast32(q + 64 * c + 4 * k));
+          hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), low4),
+                                   bcast32(q + 64 * c + 32 + 4 * k));
+        }
+        isum =
+            _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(lo, k_scale(g, 2 * c)),
+                                                    _mm512_mullo_epi32(hi, k_scale(g, 2 * c + 1))));
+      }
+      __m512i m[4];
+      k_mins(g, m);
+      const __m512i msum = k_msum(m, pre[b].pairs);
+      const __m512 da = _mm512_set1_ps(pre[b].d);
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kKD)));
+      const __m512 dm =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kKDmin)));
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, da), acc);
+      acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dm, da), acc);
+    }
+    _mm512_storeu_ps(out + 16 * i, acc);
+  }
+}
+
+// One activation super-block of up to 8 tokens.
+struct alignas(64) ActKTokens {
+  int8_t qs[8][kQK_K];
+  int32_t pairs[8][4];
+  float d[8];
+};
+
+template <int T>
+TF_TARGET_AVX512_VNNI void gemm_k_tiles(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                        const ActKTokens* a, int64_t nb, float* out, int64_t os) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc[T];
+    for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kKBlock;
+      const ActKTokens& A = a[b];
+      __m512i isum[T];
+      for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c) {
+        for (int k = 0; k < 9; ++k)
+          _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 576 * c + 64 * k),
+                       _MM_HINT_T0);
+        for (int half = 0; half < 2; ++half) {  // low nibbles: sub-block 2c; high: 2c + 1
+          __m512i w[8];
+          for (int k = 0; k < 8; ++k) {
+            const __m512i v = _mm512_loadu_si512(g + 64 * (8 * c + k));
+            w[k] = _mm512_and_si512(half ? _mm512_srli_epi16(v, 4) : v, low4);
+          }
+          const __m512i sc = k_scale(g, 2 * c + half);
+          const int off = 64 * c + 32 * half;
+#pragma GCC unroll 8
+          for (int t = 0; t < T; ++t) {
+            __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; ++k)
+              s = _mm512_dpbusd_epi32(s, w[k], bcast32(A.qs[t] + off + 4 * k));
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
+          }
+        }
+      }
+      __m512i m[4];
+      k_mins(g, m);
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kKD)));
+      const __m512 dm =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kKDmin)));
+      for (int t = 0; t < T; ++t) {
+        const __m512 da = _mm512_set1_ps(A.d[t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, da), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(k_msum(m, A.pairs[t])), _mm512_mul_ps(dm, da),
+                                  acc[t]);
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * os + 16 * i, acc[t]);
+  }
+}
+
+template <int T>
+void gemm_k_upto(int nt, const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                 const ActKTokens* a, int64_t nb, float* out, int64_t os) {
+  if constexpr (T >= 1) {
+    if (nt == T) return gemm_k_tiles<T>(tiles, ntiles, tile_bytes, a, nb, out, os);
+    gemm_k_upto<T - 1>(nt, tiles, ntiles, tile_bytes, a, nb, out, os);
+  }
+}
+
+size_t prep_bytes_q4_kx16(int64_t n) {
+  return size_t(n / kQK_K) * sizeof(ActKTokens);
+}
+
+void prep_q4_kx16(const uint8_t* acts, size_t as, int64_t ntok, int64_t n, uint8_t* out) {
+  const int64_t nb = n / kQK_K;
+  auto* a = reinterpret_cast<ActKTokens*>(out);
+  for (int64_t t = 0; t < ntok; ++t) {
+    const auto* y = reinterpret_cast<const BlockQ8_K*>(acts + size_t(t) * as);
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(a[b].qs[t], y[b].qs, kQK_K);
+      k_pairs(y[b], a[b].pairs[t]);
+      a[b].d[t] = y[b].d;
+    }
+  }
+}
+
+TF_TARGET_AVX512_VNNI void gemm_q4_kx16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                        const uint8_t* prepared, int64_t ntok, int64_t n,
+                                        float* out, int64_t os) {
+  gemm_k_upto<8>(int(ntok), tiles, ntiles, tile_bytes,
+                 reinterpret_cast<const ActKTokens*>(prepared), n / kQK_K, out, os);
+}
+
+}  // namespace
+
+void add_tiles_avx512(Table& t, const Features& f) {
+  if (!f.vnni) return;
+  t.q4_0x16.dot = dot_q4_0x16;
+  t.q4_0x16.prep_bytes = prep_bytes_q4_0x16;
+  t.q4_0x16.prep = prep_q4_0x16;
+  t.q4_0x16.gemm = gemm_q4_0x16;
+  t.q4_kx16.dot = dot_q4_kx16;
+  t.q4_kx16.prep_bytes = prep_bytes_q4_kx16;
+  t.q4_kx16.prep = prep_q4_kx16;
+  t.q4_kx16.gemm = gemm_q4_kx16;
+}
+
+}  // namespace tf::kernels::detail
+
+#endif
