@@ -31,7 +31,7 @@ int bench(BenchArgs& a) {
   tools::ModelSourceOptions src;
   src.use_mmap = a.mmap;
   src.quant = a.quant;
-  auto model = Model::from_gguf(tools::open_model(a.model, src));
+  auto model = tools::load_model(a.model, src);
   a.p.kv_type = parse_kv_type(a.kv_type);
   a.p.grammar = a.constraint.load();
   if (a.p.grammar) {

@@ -229,7 +229,7 @@ int plan_main(PlanArgs& a) {
     // tensor table, which a mapping gives without reading the weights.
     tools::ModelSourceOptions src;
     src.use_mmap = !a.validate;
-    model = Model::from_gguf(tools::open_model(a.model, src));
+    model = tools::load_model(a.model, src);
     shape = plan::shape_of(*model, a.model);
   } else {
     if (a.validate) throw Error("plan --validate needs a model file (-m)");

@@ -35,7 +35,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const LoadOptions&
   src.progress = opts.on_progress;
   src.quant = opts.quant;
   src.threads = opts.n_threads;
-  e->model_ = Model::from_gguf(tools::open_model(path, src));
+  e->model_ = tools::load_model(path, src);
   e->tok_ = Tokenizer::from_gguf(e->model_->file());
   if (e->tok_->n_vocab() != e->model_->config().n_vocab)
     throw Error(path + ": tokenizer has " + std::to_string(e->tok_->n_vocab()) +

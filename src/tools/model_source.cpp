@@ -5,8 +5,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <system_error>
 #include <thread>
 
@@ -106,51 +107,39 @@ void write_tensors(const Plan& p, GgufStreamWriter& w, int threads, bool progres
   if (progress) bar.finish();
 }
 
-// Anonymous memory for an imported model, 2 MiB aligned so the kernel can use huge pages
-// (as gguf::File does for a copied file).
-struct Region {
-  void* base = nullptr;
-  size_t size = 0;
-  ~Region() {
-    if (base) ::munmap(base, size);
-  }
-};
-
-}  // namespace
-
-std::shared_ptr<const gguf::File> open_model(const std::string& path, const ModelSourceOptions& o) {
-  if (!hf::is_model_dir(path)) {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-      throw Error(path + ": a directory without config.json (a Hugging Face model directory "
-                         "holds config.json, *.safetensors and tokenizer.json)");
-    if (!o.quant.empty())
-      throw Error("--quant converts Hugging Face directories on load; " + path +
-                  " is not one (for a GGUF file use `tokenfab quantize`)");
-    const auto residency = o.use_mmap ? gguf::Residency::kMapped : gguf::Residency::kCopied;
-    return std::shared_ptr<const gguf::File>(gguf::File::open(path, residency, o.progress));
-  }
+// An imported directory as a GGUF file in anonymous memory, 2 MiB aligned so the kernel can
+// use huge pages (as gguf::File does for a copied file); the File owns the memory, so the
+// model may rewrite its weights in place (tiles) like a copied GGUF file's.
+std::unique_ptr<gguf::File> import_to_memory(const std::string& path, const ModelSourceOptions& o) {
   Plan p = plan(path, o.quant);
-  if (o.metadata_only) {
+  if (o.metadata_only) {  // a header without tensors: tiny, so built the simple way
     gguf::Writer meta;
     for (const auto& [k, v] : p.kv) meta.set(k, v);
-    auto bytes = std::make_shared<std::vector<uint8_t>>(meta.to_bytes());
-    std::unique_ptr<gguf::File> f =
-        gguf::File::from_memory(bytes->data(), bytes->size(), p.imp->dir);
-    return std::shared_ptr<const gguf::File>(f.release(),
-                                             [bytes](const gguf::File* g) { delete g; });
+    const std::vector<uint8_t> bytes = meta.to_bytes();
+    void* m =
+        ::mmap(nullptr, bytes.size(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) throw Error(path + ": out of memory for the metadata");
+    std::memcpy(m, bytes.data(), bytes.size());
+    return gguf::File::adopt_anonymous(m, bytes.size(), static_cast<uint8_t*>(m), bytes.size(),
+                                       p.imp->dir);
   }
   constexpr size_t kHuge = size_t(2) << 20;
-  auto region = std::make_shared<Region>();
+  struct Region {  // unmapped unless handed to the File
+    void* base = nullptr;
+    size_t size = 0;
+    ~Region() {
+      if (base) ::munmap(base, size);
+    }
+  } region;
   uint8_t* data = nullptr;
   auto alloc = [&](uint64_t total) {
-    region->size = size_t(total) + kHuge;
+    region.size = size_t(total) + kHuge;
     void* m =
-        ::mmap(nullptr, region->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ::mmap(nullptr, region.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
       throw Error(path + ": cannot allocate " + std::to_string(total >> 20) +
                   " MiB for the imported model: " + std::system_category().message(errno));
-    region->base = m;
+    region.base = m;
     data = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(m) + kHuge - 1) &
                                       ~uintptr_t(kHuge - 1));
     ::madvise(data, (size_t(total) + kHuge - 1) & ~(kHuge - 1), MADV_HUGEPAGE);  // advice only
@@ -162,10 +151,39 @@ std::shared_ptr<const gguf::File> open_model(const std::string& path, const Mode
     total = w.total_bytes();
     write_tensors(p, w, o.threads, /*progress=*/false);
   }
-  // The File points into the region; the deleter keeps the region alive as long as it.
-  std::unique_ptr<gguf::File> f = gguf::File::from_memory(data, size_t(total), p.imp->dir);
-  return std::shared_ptr<const gguf::File>(f.release(),
-                                           [region](const gguf::File* g) { delete g; });
+  void* base = region.base;
+  region.base = nullptr;  // the File unmaps it from here on, also if parsing throws
+  return gguf::File::adopt_anonymous(base, region.size, data, size_t(total), p.imp->dir);
+}
+
+void refuse_quant(const std::string& path, const ModelSourceOptions& o) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(path +
+                ": a directory without config.json (a Hugging Face model directory "
+                "holds config.json, *.safetensors and tokenizer.json)");
+  if (!o.quant.empty())
+    throw Error("--quant converts Hugging Face directories on load; " + path +
+                " is not one (for a GGUF file use `tokenfab quantize`)");
+}
+
+}  // namespace
+
+std::shared_ptr<const gguf::File> open_model(const std::string& path, const ModelSourceOptions& o) {
+  if (hf::is_model_dir(path)) return import_to_memory(path, o);
+  refuse_quant(path, o);
+  const auto residency = o.use_mmap ? gguf::Residency::kMapped : gguf::Residency::kCopied;
+  return gguf::File::open(path, residency, o.progress);
+}
+
+std::unique_ptr<Model> load_model(const std::string& path, const ModelSourceOptions& o) {
+  if (hf::is_model_dir(path)) {
+    ModelSourceOptions full = o;
+    full.metadata_only = false;
+    return Model::from_owned_file(import_to_memory(path, full));
+  }
+  refuse_quant(path, o);
+  return Model::load(path, o.use_mmap, o.progress);
 }
 
 QuantizeResult convert_hf(const ConvertOptions& o) {

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "format/gguf.h"
+#include "model/model.h"
 #include "tools/quantize.h"
 
 namespace tf::tools {
@@ -34,6 +35,9 @@ struct ModelSourceOptions {
 // file is an error (that is `tokenfab quantize`).
 std::shared_ptr<const gguf::File> open_model(const std::string& path,
                                              const ModelSourceOptions& opts = {});
+// The model over it: Model::load for a GGUF file; an imported directory's memory is the
+// model's own, so its matrices are tiled in place as a copied GGUF file's are.
+std::unique_ptr<Model> load_model(const std::string& path, const ModelSourceOptions& opts = {});
 
 struct ConvertOptions {
   std::string dir, out_path;

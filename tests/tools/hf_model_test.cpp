@@ -81,7 +81,7 @@ std::unique_ptr<Model> import(const std::string& dir, const std::string& quant =
   tools::ModelSourceOptions o;
   o.quant = quant;
   o.threads = 1;
-  return Model::from_gguf(tools::open_model(dir, o));
+  return tools::load_model(dir, o);  // as the engine loads it
 }
 
 // A story prefix (ids of "Once upon a time, there was a little girl named Lily.").
@@ -218,6 +218,18 @@ TEST(HfModel, QuantOnLoadEqualsQuantizeOfTheConvertedFile) {
     ASSERT_EQ(u->nbytes, t.nbytes) << t.name;
     EXPECT_EQ(std::memcmp(u->data, t.data, t.nbytes), 0) << t.name;
   }
+  // Q4_0 (tiled at load where the CPU has kernels for tiles): the imported model's memory is
+  // its own, so it is tiled as the GGUF file is, and computes the same.
+  test::TmpFile q4("hf_q_q4.gguf");
+  q.out_path = q4.path;
+  q.type = "q4_0";
+  tools::quantize_model(q);
+  auto from_file = Model::load(q4.path);
+  auto from_dir = import(dir, "q4_0");
+  EXPECT_EQ(from_dir->tiled_matrices(), from_file->tiled_matrices());
+  std::printf("[ hf       ] q4_0 on load: %lld matrices tiled\n",
+              (long long)from_dir->tiled_matrices());
+  EXPECT_EQ(max_diff(all_logits(*from_dir, kPrompt), all_logits(*from_file, kPrompt)), 0.0);
   // And a GGUF file with --quant is refused (that is `tokenfab quantize`).
   tools::ModelSourceOptions o;
   o.quant = "q8_0";
