@@ -16,9 +16,10 @@
 #include "model/context.h"
 #include "model/model.h"
 #include "sample/grammar.h"
-#include "sample/token_grammar.h"
 #include "sample/sampler.h"
+#include "sample/token_grammar.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/model_source.h"
 #include "util/error.h"
 
 namespace tf {
@@ -35,6 +36,10 @@ struct LoadOptions {
   DType kv_type = DType::F16;
   // Called with (bytes read, file size) while the weights are read into memory.
   std::function<void(uint64_t, uint64_t)> on_progress;
+  // A Hugging Face model directory (config.json, *.safetensors, tokenizer.json) is converted
+  // on load (tools/model_source.h): matrices keep their type, or become this one ("f16",
+  // "q8_0", "q4_k_m", ... as `tokenfab quantize` names them). Empty for GGUF files.
+  std::string quant;
   MeterOptions meter;  // energy source and prices for Timings' charges (engine/meter.h)
 };
 
@@ -87,7 +92,8 @@ struct PerplexityResult {
 
 class Engine {
  public:
-  // Loads and validates the model and its tokenizer. Throws tf::Error.
+  // Loads and validates the model and its tokenizer: a GGUF file or a Hugging Face model
+  // directory. Throws tf::Error.
   static std::unique_ptr<Engine> load(const std::string& path, const LoadOptions& opts = {});
 
   const Model& model() const { return *model_; }

@@ -17,7 +17,7 @@ struct BenchArgs {
   std::string model;
   BenchParams p;
   bool json = false, mmap = false;
-  std::string kv_type = "f16";
+  std::string kv_type = "f16", quant;
   ConstraintArgs constraint;
 };
 
@@ -28,7 +28,10 @@ nlohmann::json cost_json(const BenchResult::Cost& c) {
 }
 
 int bench(BenchArgs& a) {
-  auto model = Model::load(a.model, a.mmap);
+  tools::ModelSourceOptions src;
+  src.use_mmap = a.mmap;
+  src.quant = a.quant;
+  auto model = tools::load_model(a.model, src);
   a.p.kv_type = parse_kv_type(a.kv_type);
   a.p.grammar = a.constraint.load();
   if (a.p.grammar) {
@@ -153,7 +156,11 @@ int membw(bool json) {
 Runner add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* c = app.add_subcommand("bench", "measure prompt and generation speed");
-  c->add_option("-m,--model", a->model, "GGUF model file")->required();
+  c->add_option("-m,--model", a->model, "GGUF model file or Hugging Face model directory")
+      ->required();
+  c->add_option(
+      "--quant", a->quant,
+      "Hugging Face directory: convert the matrices to this type on load (f16, q8_0, q4_k_m, ...)");
   c->add_option("-p,--n-prompt", a->p.n_prompt, "prompt tokens per batch (0 = skip)")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 16));
   c->add_option("-d,--depth", a->p.n_depth, "generate after this many cached positions")

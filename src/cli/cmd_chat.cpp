@@ -36,7 +36,7 @@ struct ChatArgs {
   TemplateChoice choice;
   int64_t ctx = 0;
   int threads = 0;
-  std::string kv_type = "f16";
+  std::string kv_type = "f16", quant;
   bool mmap = false, json = false, reuse_replies = false;
 };
 
@@ -98,6 +98,7 @@ int chat(const ChatArgs& a) {
   lo.n_threads = a.threads;
   lo.n_ctx = a.ctx;
   lo.use_mmap = a.mmap;
+  lo.quant = a.quant;
   lo.kv_type = parse_kv_type(a.kv_type);
   auto engine = Engine::load(a.model, lo);
   const ChosenTemplate t = choose_template(a.choice, &engine->model().file(), &engine->tokenizer());
@@ -180,7 +181,11 @@ int chat(const ChatArgs& a) {
 Runner add_chat(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
   CLI::App* c = app.add_subcommand("chat", "chat with a model in the terminal");
-  c->add_option("-m,--model", a->model, "GGUF model file")->required();
+  c->add_option("-m,--model", a->model, "GGUF model file or Hugging Face model directory")
+      ->required();
+  c->add_option(
+      "--quant", a->quant,
+      "Hugging Face directory: convert the matrices to this type on load (f16, q8_0, q4_k_m, ...)");
   c->add_option("--system", a->system, "system message opening the conversation");
   c->add_option("-n,--n-predict", a->n_predict,
                 "most tokens per reply (-1: until end of turn / context full)")

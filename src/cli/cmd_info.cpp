@@ -1,4 +1,5 @@
-// tokenfab info: metadata and tensor table of a GGUF file.
+// tokenfab info: metadata and tensor table of a GGUF file (or of the GGUF a Hugging Face
+// directory converts to).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -10,7 +11,10 @@ namespace tf::cli {
 
 namespace {
 int info(const std::string& path) {
-  auto f = gguf::File::open(path);
+  // A Hugging Face directory shows the GGUF it is converted to (this reads the weights).
+  tools::ModelSourceOptions src;
+  src.use_mmap = true;
+  auto f = tools::open_model(path, src);
   std::printf("file: %s\nversion: %u\nalignment: %llu\nsize: %zu bytes\n", path.c_str(),
               f->version(), (unsigned long long)f->alignment(), f->file_size());
   std::printf("\nmetadata (%zu keys):\n", f->metadata().size());
@@ -34,7 +38,7 @@ int info(const std::string& path) {
 Runner add_info(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   CLI::App* c = app.add_subcommand("info", "print a GGUF file's metadata and tensor table");
-  c->add_option("model", *path, "GGUF file")->required();
+  c->add_option("model", *path, "GGUF file or Hugging Face model directory")->required();
   return [path] { return info(*path); };
 }
 

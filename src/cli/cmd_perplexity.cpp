@@ -17,7 +17,7 @@ struct PplArgs {
   int64_t ctx = 512;
   int threads = 0;
   bool json = false, mmap = false;
-  std::string kv_type = "f16";
+  std::string kv_type = "f16", quant;
 };
 
 int perplexity(const PplArgs& a) {
@@ -29,6 +29,7 @@ int perplexity(const PplArgs& a) {
   lo.n_threads = a.threads;
   lo.n_ctx = a.ctx;
   lo.use_mmap = a.mmap;
+  lo.quant = a.quant;
   lo.kv_type = parse_kv_type(a.kv_type);
   auto engine = Engine::load(a.model, lo);
   const PerplexityResult r = engine->perplexity(ss.str(), a.ctx);
@@ -50,7 +51,11 @@ int perplexity(const PplArgs& a) {
 Runner add_perplexity(CLI::App& app) {
   auto a = std::make_shared<PplArgs>();
   CLI::App* c = app.add_subcommand("perplexity", "perplexity of a model on a text file");
-  c->add_option("-m,--model", a->model, "GGUF model file")->required();
+  c->add_option("-m,--model", a->model, "GGUF model file or Hugging Face model directory")
+      ->required();
+  c->add_option(
+      "--quant", a->quant,
+      "Hugging Face directory: convert the matrices to this type on load (f16, q8_0, q4_k_m, ...)");
   c->add_option("-f,--file", a->file, "text file")->required();
   c->add_option("-c,--ctx-size", a->ctx, "window size in tokens")
       ->check(CLI::Range(int64_t(4), int64_t(1) << 20));

@@ -227,7 +227,9 @@ int plan_main(PlanArgs& a) {
   if (!a.model.empty()) {
     // Validation runs bench on the model as bench loads it (copied); a plan only needs the
     // tensor table, which a mapping gives without reading the weights.
-    model = Model::load(a.model, !a.validate);
+    tools::ModelSourceOptions src;
+    src.use_mmap = !a.validate;
+    model = tools::load_model(a.model, src);
     shape = plan::shape_of(*model, a.model);
   } else {
     if (a.validate) throw Error("plan --validate needs a model file (-m)");
@@ -344,7 +346,8 @@ Runner add_plan(CLI::App& app) {
   auto a = std::make_shared<PlanArgs>();
   CLI::App* c = app.add_subcommand(
       "plan", "predict speed, energy, cost and KV memory of a model on hardware (roofline)");
-  c->add_option("-m,--model", a->model, "GGUF model file (or give --params and the shape)");
+  c->add_option("-m,--model", a->model,
+                "GGUF model file or Hugging Face directory (or give --params and the shape)");
   c->add_option("--params", a->params.params, "total parameters, e.g. 8e9 (without -m)");
   c->add_option("--quant", a->params.quant, "weight type with --params: q4_0, q8_0, q4_k, f16 ...")
       ->capture_default_str();

@@ -20,7 +20,7 @@ struct RunArgs {
   int threads = 0;
   int64_t ctx = 0;
   bool json = false, ignore_eos = false, mmap = false;
-  std::string kv_type = "f16";
+  std::string kv_type = "f16", quant;
   MeterOptions meter;
 };
 
@@ -29,6 +29,7 @@ int run(const RunArgs& a) {
   lo.n_threads = a.threads;
   lo.n_ctx = a.ctx;
   lo.use_mmap = a.mmap;
+  lo.quant = a.quant;
   lo.kv_type = parse_kv_type(a.kv_type);
   lo.meter = a.meter;
   auto engine = Engine::load(a.model, lo);
@@ -99,7 +100,11 @@ int run(const RunArgs& a) {
 Runner add_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* c = app.add_subcommand("run", "generate text from a prompt");
-  c->add_option("-m,--model", a->model, "GGUF model file")->required();
+  c->add_option("-m,--model", a->model, "GGUF model file or Hugging Face model directory")
+      ->required();
+  c->add_option(
+      "--quant", a->quant,
+      "Hugging Face directory: convert the matrices to this type on load (f16, q8_0, q4_k_m, ...)");
   c->add_option("-p,--prompt", a->prompt, "prompt text (special tokens are parsed)");
   add_constraint_options(c, a->constraint, "the output follows it");
   c->add_option("-n,--n-predict", a->n_predict, "tokens to generate (-1: until EOS / full)")

@@ -47,7 +47,11 @@ Runner add_serve(CLI::App& app) {
   auto key_file = std::make_shared<std::string>();
   auto kv_type = std::make_shared<std::string>("f16");
   auto kv_memory = std::make_shared<std::string>();
-  c->add_option("-m,--model", o->model_path, "GGUF model file")->required();
+  c->add_option("-m,--model", o->model_path, "GGUF model file or Hugging Face model directory")
+      ->required();
+  c->add_option(
+      "--quant", o->quant,
+      "Hugging Face directory: convert the matrices to this type on load (f16, q8_0, q4_k_m, ...)");
   c->add_option("--host", o->http.host,
                 "address to listen on (default 127.0.0.1: this machine only)");
   c->add_option("--port", o->http.port, "port (0: any free port, printed at start)");

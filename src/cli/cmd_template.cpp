@@ -75,10 +75,13 @@ int render_template(TemplateArgs& a) {
     throw Error("template: give a model (-m MODEL) or a template file (--chat-template FILE)");
   if (a.bos_opt->count()) a.choice.bos = a.bos;
   if (a.eos_opt->count()) a.choice.eos = a.eos;
-  std::unique_ptr<gguf::File> file;
+  std::shared_ptr<const gguf::File> file;
   std::unique_ptr<Tokenizer> tok;
   if (!a.model.empty()) {
-    file = gguf::File::open(a.model);  // mapped: the weights are never touched
+    tools::ModelSourceOptions src;  // mapped, or the metadata only: the weights are never touched
+    src.use_mmap = true;
+    src.metadata_only = true;
+    file = tools::open_model(a.model, src);
     tok = Tokenizer::from_gguf(*file);
   }
   const ChosenTemplate t = choose_template(a.choice, file.get(), tok.get());
@@ -98,7 +101,8 @@ Runner add_template(CLI::App& app) {
   auto a = std::make_shared<TemplateArgs>();
   CLI::App* c =
       app.add_subcommand("template", "print the prompt a chat template renders for messages");
-  c->add_option("-m,--model", a->model, "GGUF file whose template and BOS/EOS texts to use");
+  c->add_option("-m,--model", a->model,
+                "GGUF file or Hugging Face directory whose template and BOS/EOS texts to use");
   c->add_option("--chat-template", a->choice.file,
                 "template file (plain Jinja, or .json with \"chat_template\")");
   c->add_option("--messages", a->messages,

@@ -16,7 +16,10 @@ struct TokArgs {
 };
 
 int tokenize(const TokArgs& a) {
-  auto f = gguf::File::open(a.model);
+  tools::ModelSourceOptions src;
+  src.use_mmap = true;
+  src.metadata_only = true;
+  auto f = tools::open_model(a.model, src);
   auto tok = Tokenizer::from_gguf(*f);
   const std::vector<TokenId> ids = tok->encode(a.text, !a.no_bos, a.parse_special);
   std::printf("%s\n", nlohmann::json(ids).dump().c_str());
@@ -27,7 +30,9 @@ int tokenize(const TokArgs& a) {
 Runner add_tokenize(CLI::App& app) {
   auto a = std::make_shared<TokArgs>();
   CLI::App* c = app.add_subcommand("tokenize", "print the token ids of a text as JSON");
-  c->add_option("-m,--model", a->model, "GGUF file (a vocab-only file is enough)")->required();
+  c->add_option("-m,--model", a->model,
+                "GGUF file (a vocab-only file is enough) or Hugging Face model directory")
+      ->required();
   c->add_option("text", a->text, "text to tokenize")->required();
   c->add_flag("--no-bos", a->no_bos, "do not add BOS/EOS tokens");
   c->add_flag("--parse-special", a->parse_special, "text spelling special tokens becomes them");

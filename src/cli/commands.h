@@ -24,6 +24,7 @@ Runner add_bench(CLI::App& app);
 Runner add_membw(CLI::App& app);
 Runner add_synth(CLI::App& app);
 Runner add_quantize(CLI::App& app);
+Runner add_convert(CLI::App& app);
 Runner add_template(CLI::App& app);
 Runner add_chat(CLI::App& app);
 Runner add_serve(CLI::App& app);

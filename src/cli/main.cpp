@@ -19,7 +19,8 @@ void print_error(const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"tokenfab: run open-weight language models from GGUF files"};
+  CLI::App app{
+      "tokenfab: run open-weight language models from GGUF files and Hugging Face directories"};
   app.require_subcommand(1);
   std::map<CLI::App*, tf::cli::Runner> runners;
   auto reg = [&](tf::cli::Runner (*add)(CLI::App&)) {
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   reg(tf::cli::add_membw);
   reg(tf::cli::add_synth);
   reg(tf::cli::add_quantize);
+  reg(tf::cli::add_convert);
   reg(tf::cli::add_template);
   reg(tf::cli::add_chat);
   reg(tf::cli::add_serve);

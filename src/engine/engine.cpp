@@ -30,7 +30,12 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const LoadOptions&
   if (opts.n_batch <= 0) throw Error("batch size must be > 0");
   std::unique_ptr<Engine> e(new Engine());
   e->opts_ = opts;
-  e->model_ = Model::load(path, opts.use_mmap, opts.on_progress);
+  tools::ModelSourceOptions src;
+  src.use_mmap = opts.use_mmap;
+  src.progress = opts.on_progress;
+  src.quant = opts.quant;
+  src.threads = opts.n_threads;
+  e->model_ = tools::load_model(path, src);
   e->tok_ = Tokenizer::from_gguf(e->model_->file());
   if (e->tok_->n_vocab() != e->model_->config().n_vocab)
     throw Error(path + ": tokenizer has " + std::to_string(e->tok_->n_vocab()) +

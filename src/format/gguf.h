@@ -88,6 +88,11 @@ class File {
                                     const std::function<void(uint64_t, uint64_t)>& progress = {});
   // Parses a buffer that the caller keeps alive (tests, fuzzing). `name` is used in errors.
   static std::unique_ptr<File> from_memory(const void* data, size_t size, std::string name);
+  // Takes over an anonymous mapping [region, region + region_size) (mmap'd read-write by the
+  // caller) holding a file at data[0, size): a model assembled in memory (an imported Hugging
+  // Face directory). It is unmapped with the File, and writable() works as on a copy.
+  static std::unique_ptr<File> adopt_anonymous(void* region, size_t region_size,
+                                               const uint8_t* data, size_t size, std::string name);
   ~File();
   File(const File&) = delete;
   File& operator=(const File&) = delete;

@@ -261,6 +261,20 @@ File::~File() {
   if (region_) ::munmap(region_, region_size_);
 }
 
+std::unique_ptr<File> File::adopt_anonymous(void* region, size_t region_size, const uint8_t* data,
+                                            size_t size, std::string name) {
+  std::unique_ptr<File> f(new File());
+  f->path_ = std::move(name);
+  f->region_ = region;  // ~File unmaps it, also when parse() throws
+  f->region_size_ = region_size;
+  f->base_ = data;
+  f->size_ = size;
+  f->own_copy_ = true;
+  if (size == 0) throw Error(f->path_ + ": empty file (0 bytes), not a GGUF model");
+  f->parse();
+  return f;
+}
+
 uint8_t* File::writable(const uint8_t* p, size_t n) {
   if (!own_copy_ || p < base_ || size_t(p - base_) > size_ || n > size_ - size_t(p - base_))
     return nullptr;

@@ -82,8 +82,11 @@ class Binder {
 std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap,
                                    const std::function<void(uint64_t, uint64_t)>& progress) {
   const auto residency = use_mmap ? gguf::Residency::kMapped : gguf::Residency::kCopied;
-  std::unique_ptr<gguf::File> file = gguf::File::open(path, residency, progress);
-  gguf::File& f = *file;
+  return from_owned_file(gguf::File::open(path, residency, progress));
+}
+
+std::unique_ptr<Model> Model::from_owned_file(std::unique_ptr<gguf::File> file) {
+  gguf::File& f = *file;  // writable() refuses a mapped file, which then stays rows
   std::unique_ptr<Model> m = from_gguf(std::move(file));
   const char* env = std::getenv("TF_TILES");
   if (!(env && std::string_view(env) == "0")) m->tile_weights(f);  // the model is its only user

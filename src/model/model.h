@@ -40,6 +40,9 @@ class Model {
   // clear message.
   static std::unique_ptr<Model> load(const std::string& path, bool use_mmap = false,
                                      const std::function<void(uint64_t, uint64_t)>& progress = {});
+  // The same over a file held in memory of its own (kCopied, or File::adopt_anonymous): its
+  // matrices are tiled in place as load() does.
+  static std::unique_ptr<Model> from_owned_file(std::unique_ptr<gguf::File> file);
   // Builds a model over an already opened file (which must outlive it).
   static std::unique_ptr<Model> from_gguf(std::shared_ptr<const gguf::File> file);
 

@@ -130,7 +130,9 @@ class Server {
   explicit Server(const ServeOptions& o) : o_(o) {
     model_id_ = o.model_id;
     if (model_id_.empty()) {
-      std::string base = o.model_path.substr(o.model_path.find_last_of('/') + 1);
+      std::string path = o.model_path;
+      while (path.size() > 1 && path.back() == '/') path.pop_back();  // a directory's name
+      std::string base = path.substr(path.find_last_of('/') + 1);
       if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0)
         base.resize(base.size() - 5);
       model_id_ = base;
@@ -231,6 +233,7 @@ class Server {
       lo.n_threads = o_.threads;
       lo.n_ctx = 8;  // the engine's own context is unused by the server: keep it small
       lo.kv_type = o_.kv_type;
+      lo.quant = o_.quant;
       std::fprintf(stderr, "tokenfab: loading %s\n", o_.model_path.c_str());
       std::unique_ptr<tools::Progress> bar;
       lo.on_progress = [&](uint64_t done, uint64_t total) {

@@ -15,7 +15,8 @@
 namespace tf::server {
 
 struct ServeOptions {
-  std::string model_path;
+  std::string model_path;  // GGUF file or Hugging Face model directory
+  std::string quant;       // directories: convert the matrices to this type on load
   std::string model_id;  // default: the file name without .gguf
   HttpOptions http;
   std::string api_key;   // empty: no authentication

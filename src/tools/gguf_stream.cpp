@@ -40,9 +40,7 @@ int64_t TensorSpec::n_rows() const {
   return r;
 }
 
-GgufStreamWriter::GgufStreamWriter(const std::string& path, const Metadata& kv,
-                                   std::vector<TensorSpec> tensors)
-    : path_(path), tmp_path_(path + ".tmp"), tensors_(std::move(tensors)) {
+std::vector<uint8_t> GgufStreamWriter::layout(const Metadata& kv) {
   // The metadata is serialized by gguf::Writer (one implementation of the value encoding);
   // with no tensors its output is exactly magic, version, counts and the key/value pairs, so
   // only the tensor count needs patching before the tensor table is appended here.
@@ -76,7 +74,13 @@ GgufStreamWriter::GgufStreamWriter(const std::string& path, const Metadata& kv,
   for (uint64_t r : rel_off) start_.push_back(data_start + r);
   // Like gguf::Writer, no padding after the last tensor: the file ends with its last byte.
   total_ = tensors_.empty() ? head.size() : data_start + rel;
+  return head;
+}
 
+GgufStreamWriter::GgufStreamWriter(const std::string& path, const Metadata& kv,
+                                   std::vector<TensorSpec> tensors)
+    : path_(path), tmp_path_(path + ".tmp"), tensors_(std::move(tensors)) {
+  const std::vector<uint8_t> head = layout(kv);
   f_ = std::fopen(tmp_path_.c_str(), "wb");
   if (!f_) throw Error(tmp_path_ + ": cannot create: " + errno_text());
   std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
@@ -84,12 +88,27 @@ GgufStreamWriter::GgufStreamWriter(const std::string& path, const Metadata& kv,
   if (!tensors_.empty()) pad_to(start_[0]);
 }
 
+GgufStreamWriter::GgufStreamWriter(const Alloc& alloc, const Metadata& kv,
+                                   std::vector<TensorSpec> tensors)
+    : path_("(memory)"), tensors_(std::move(tensors)) {
+  const std::vector<uint8_t> head = layout(kv);
+  mem_ = alloc(total_);
+  raw(head.data(), head.size());
+  if (!tensors_.empty()) pad_to(start_[0]);
+}
+
 GgufStreamWriter::~GgufStreamWriter() {
   if (f_) std::fclose(f_);
-  if (!finished_) std::remove(tmp_path_.c_str());
+  if (!finished_ && !mem_) std::remove(tmp_path_.c_str());
 }
 
 void GgufStreamWriter::raw(const void* data, size_t n) {
+  if (mem_) {
+    if (pos_ + n > total_) throw Error("GGUF in memory: more bytes than the layout holds");
+    if (n) std::memcpy(mem_ + pos_, data, n);
+    pos_ += n;
+    return;
+  }
   if (n && std::fwrite(data, 1, n, f_) != n)
     throw Error(tmp_path_ + ": write failed: " + errno_text());
   pos_ += n;
@@ -121,6 +140,10 @@ void GgufStreamWriter::finish() {
   if (pos_ != total_)
     throw Error(path_ + ": incomplete tensor data (" + std::to_string(pos_) + " of " +
                 std::to_string(total_) + " bytes)");
+  if (mem_) {
+    finished_ = true;
+    return;
+  }
   std::FILE* f = f_;
   f_ = nullptr;
   if (std::fclose(f) != 0) throw Error(tmp_path_ + ": write failed: " + errno_text());

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,10 @@ class GgufStreamWriter {
   // Creates the file and writes the header. general.alignment in `kv`, if present and valid,
   // sets the data alignment (default 32).
   GgufStreamWriter(const std::string& path, const Metadata& kv, std::vector<TensorSpec> tensors);
+  // Writes into memory instead: `alloc(total)` is called once, as soon as the file's size is
+  // known, and returns a buffer of at least that many bytes that outlives the writer.
+  using Alloc = std::function<uint8_t*(uint64_t total)>;
+  GgufStreamWriter(const Alloc& alloc, const Metadata& kv, std::vector<TensorSpec> tensors);
   ~GgufStreamWriter();
   GgufStreamWriter(const GgufStreamWriter&) = delete;
   GgufStreamWriter& operator=(const GgufStreamWriter&) = delete;
@@ -46,11 +51,13 @@ class GgufStreamWriter {
   uint64_t total_bytes() const { return total_; }  // file size once finished
 
  private:
+  std::vector<uint8_t> layout(const Metadata& kv);  // fills start_/size_/total_; the header
   void raw(const void* data, size_t n);
   void pad_to(uint64_t offset);
 
   std::string path_, tmp_path_;
   std::FILE* f_ = nullptr;
+  uint8_t* mem_ = nullptr;  // memory mode: the buffer
   std::vector<TensorSpec> tensors_;
   std::vector<uint64_t> start_;  // absolute offset of each tensor's data
   std::vector<size_t> size_;
