@@ -87,8 +87,8 @@ TEST_F(Tiles, TileAndUntileAreInverse) {
 }
 
 TEST_F(Tiles, LayoutIsOnlyPreferredWhereThereAreKernels) {
-  EXPECT_EQ(preferred_layout(DType::Q8_0, 64, 256), Layout::kRows);
-  EXPECT_EQ(preferred_layout(DType::Q4_0, 8, 256), Layout::kRows);  // not one whole tile
+  EXPECT_EQ(preferred_layout(DType::Q5_K, 64, 256), Layout::kRows);  // no tiles for it
+  EXPECT_EQ(preferred_layout(DType::Q4_0, 8, 256), Layout::kRows);   // not one whole tile
   set_active(Isa::kScalar);
   EXPECT_EQ(preferred_layout(DType::Q4_0, 64, 256), Layout::kRows);
   EXPECT_EQ(tiled_rows(Layout::kQ4_0x16, 37), 32);
@@ -178,7 +178,10 @@ INSTANTIATE_TEST_SUITE_P(Layouts, TileKernels,
                                            Case{Layout::kQ4_Kx16, DType::Q4_K, 2048, 48 + 5},
                                            Case{Layout::kQ6_Kx16, DType::Q6_K, 256, 16},
                                            Case{Layout::kQ6_Kx16, DType::Q6_K, 256 * 3, 37},
-                                           Case{Layout::kQ6_Kx16, DType::Q6_K, 2048, 48 + 5}),
+                                           Case{Layout::kQ6_Kx16, DType::Q6_K, 2048, 48 + 5},
+                                           Case{Layout::kQ8_0x16, DType::Q8_0, 32, 16},
+                                           Case{Layout::kQ8_0x16, DType::Q8_0, 32 * 7, 37},
+                                           Case{Layout::kQ8_0x16, DType::Q8_0, 2048, 48 + 5}),
                          [](const ::testing::TestParamInfo<Case>& i) {
                            return std::string(dtype_name(i.param.type)) + "_n" +
                                   std::to_string(i.param.n) + "_rows" +
@@ -231,6 +234,38 @@ TEST_F(Tiles, ExtremeCodesKeepExactBlockSums) {
     // Per block: sum of codes = 254 (one -127 turned +127); weights -8 or +7.
     for (int r = 0; r < rows; ++r) EXPECT_EQ(out[r], (r % 2 ? 7.0f : -8.0f) * 254 * 2) << r;
   });
+}
+
+}  // namespace
+}  // namespace tf::kernels
+
+namespace tf::kernels {
+namespace {
+
+// Q8_0 tiles keep llama.cpp's (the reference's) float order: the same bits as vec_dot.
+TEST_F(Tiles, Q8_0IsBitExact) {
+  const int64_t n = 32 * 9, rows = 16 * 2 + 3;
+  const size_t stride = row_bytes(DType::Q8_0, n);
+  for (Scale sc : {Scale::kNormal, Scale::kLarge, Scale::kOutlier}) {
+    const auto w = random_weights(DType::Q8_0, n, rows, 0, sc, 5);
+    auto t = w;
+    tile(Layout::kQ8_0x16, t.data(), stride, rows, n);
+    const auto acts = acts_for(DType::Q8_0, n, 5, Scale::kNormal, 3);
+    const size_t ab = row_bytes(DType::Q8_0, n);
+    std::vector<float> d(static_cast<size_t>(rows)), g(static_cast<size_t>(5 * rows));
+    gemm_tiled(Layout::kQ8_0x16, DType::Q8_0, t.data(), stride, rows, 0, rows, acts.data(), ab, 5,
+               n, g.data(), rows);
+    for (int64_t k = 0; k < 5; ++k) {
+      dot_rows_tiled(Layout::kQ8_0x16, DType::Q8_0, t.data(), stride, rows, 0, rows,
+                     acts.data() + size_t(k) * ab, n, d.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        const float want =
+            vec_dot(DType::Q8_0, w.data() + size_t(r) * stride, acts.data() + size_t(k) * ab, n);
+        ASSERT_EQ(d[size_t(r)], want) << "dot token " << k << " row " << r;
+        ASSERT_EQ(g[size_t(k * rows + r)], want) << "gemm token " << k << " row " << r;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -100,7 +100,7 @@ struct Table {
   std::array<QuantFn, kTypeSlots> quant{};  // nullptr: quantize_row
   std::array<GemmOps, kTypeSlots> gemm{};   // run == nullptr: dot per token
   RowOps rows;
-  TileOps q4_0x16, q4_kx16, q6_kx16;
+  TileOps q4_0x16, q4_kx16, q6_kx16, q8_0x16;
 };
 Table make_table(Features f);
 

@@ -121,11 +121,15 @@ void gemm_prepared(DType w, const void* W, size_t row_stride, int64_t nrows, con
 //  - kQ6_Kx16: Q6_K rows in tiles of 16 rows. For each super-block, 3360 bytes: the rows' 128
 //    low-bit bytes as 32 dword vectors, their 64 high-bit bytes as 16, their 16 scales as 4,
 //    then the 16 d (fp16).
+//  - kQ8_0x16: Q8_0 rows in tiles of 16 rows. For each block, 544 bytes: 8 vectors of 64 bytes,
+//    dword L of vector l holding codes 4l..4l+3 of row L plus 128 (unsigned, for vpdpbusd),
+//    then the 16 scales. Its kernels keep llama.cpp's order bit for bit (each row's 8 float
+//    lanes are the 8 vectors' lanes), so Q8_0 stays exact.
 // Rows after the last whole tile (rows % 16) stay rows.
 // Results keep the exact integer sum of each block (the K types: of each super-block, scales
 // and mins applied in integers); the float additions run in block order with a fused multiply-add
 // per block (dot_rows's kernels order them differently).
-enum class Layout : uint8_t { kRows, kQ4_0x16, kQ4_Kx16, kQ6_Kx16 };
+enum class Layout : uint8_t { kRows, kQ4_0x16, kQ4_Kx16, kQ6_Kx16, kQ8_0x16 };
 
 // The layout the active level reads fastest for a rows x n matrix of type w (kRows: none).
 Layout preferred_layout(DType w, int64_t rows, int64_t n);

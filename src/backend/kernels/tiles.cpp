@@ -91,6 +91,29 @@ void q6_k_to_rows(const uint8_t* g, int64_t b, size_t stride, uint8_t* rows) {
   }
 }
 
+// Q8_0 (see Layout::kQ8_0x16): codes + 128 as dword lanes, then the scales.
+void q8_0_to_tile(const uint8_t* rows, size_t stride, int64_t b, uint8_t* g) {
+  for (int L = 0; L < kTileRows; ++L) {
+    BlockQ8_0 blk;
+    std::memcpy(&blk, rows + size_t(L) * stride + size_t(b) * sizeof blk, sizeof blk);
+    for (int l = 0; l < 8; ++l)
+      for (int i = 0; i < 4; ++i) g[64 * l + 4 * L + i] = uint8_t(blk.qs[4 * l + i]) ^ 0x80;
+    std::memcpy(g + 512 + 2 * L, &blk.d, 2);
+  }
+}
+void q8_0_to_rows(const uint8_t* g, int64_t b, size_t stride, uint8_t* rows) {
+  for (int L = 0; L < kTileRows; ++L) {
+    BlockQ8_0 blk;
+    for (int l = 0; l < 8; ++l)
+      for (int i = 0; i < 4; ++i) blk.qs[4 * l + i] = int8_t(g[64 * l + 4 * L + i] ^ 0x80);
+    std::memcpy(&blk.d, g + 512 + 2 * L, 2);
+    std::memcpy(rows + size_t(L) * stride + size_t(b) * sizeof blk, &blk, sizeof blk);
+  }
+}
+
+const detail::TileOps& q8_0_ops() {
+  return detail::active_table().q8_0x16;
+}
 const detail::TileOps& q6_k_ops() {
   return detail::active_table().q6_kx16;
 }
@@ -102,7 +125,16 @@ const detail::TileOps& q4_k_ops() {
 }
 
 DType layout_type(Layout l) {
-  return l == Layout::kQ4_Kx16 ? DType::Q4_K : l == Layout::kQ6_Kx16 ? DType::Q6_K : DType::Q4_0;
+  switch (l) {
+    case Layout::kQ4_Kx16:
+      return DType::Q4_K;
+    case Layout::kQ6_Kx16:
+      return DType::Q6_K;
+    case Layout::kQ8_0x16:
+      return DType::Q8_0;
+    default:
+      return DType::Q4_0;
+  }
 }
 
 const Desc& desc(Layout l, const char* what) {
@@ -111,7 +143,9 @@ const Desc& desc(Layout l, const char* what) {
   if (l == Layout::kQ4_0x16) return q4_0;
   static const Desc q6_k{DType::Q6_K, sizeof(BlockQ6_K), q6_k_to_tile, q6_k_to_rows, 8, q6_k_ops};
   if (l == Layout::kQ4_Kx16) return q4_k;
+  static const Desc q8_0{DType::Q8_0, sizeof(BlockQ8_0), q8_0_to_tile, q8_0_to_rows, 2, q8_0_ops};
   if (l == Layout::kQ6_Kx16) return q6_k;
+  if (l == Layout::kQ8_0x16) return q8_0;
   throw Error(std::string(what) + ": unknown tile layout");
 }
 
@@ -147,6 +181,7 @@ Layout preferred_layout(DType w, int64_t rows, int64_t n) {
   if (w == DType::Q4_0 && n % kQK == 0 && t.q4_0x16.dot) return Layout::kQ4_0x16;
   if (w == DType::Q4_K && n % kQK_K == 0 && t.q4_kx16.dot) return Layout::kQ4_Kx16;
   if (w == DType::Q6_K && n % kQK_K == 0 && t.q6_kx16.dot) return Layout::kQ6_Kx16;
+  if (w == DType::Q8_0 && n % kQK == 0 && t.q8_0x16.dot) return Layout::kQ8_0x16;
   return Layout::kRows;
 }
 

@@ -555,6 +555,124 @@ TF_TARGET_AVX512_VNNI void gemm_q6_kx16(const uint8_t* tiles, int64_t ntiles, si
                   reinterpret_cast<const ActQ6Tokens*>(prepared), n / kQK_K, out, os);
 }
 
+// ---- Q8_0, in llama.cpp's order
+// -------------------------------------------------------------------
+//
+// llama.cpp (and the reference) keeps 8 float lanes per row and token: lane l adds, block after
+// block, d_w * d_a times the int32 sum of codes 4l..4l+3, with one FMA; the lanes are summed at
+// the end as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). Here vector l of a tile block is
+// lane l of 16 rows at once, so 8 accumulators give every row's lanes with the same roundings.
+
+constexpr size_t kQ8Block = 16 * sizeof(BlockQ8_0);  // 544
+
+struct ActQ8Lanes {
+  int32_t bias[8];  // -128 * (sum of codes 4l..4l+3): the weights carry +128
+  float d;
+};
+
+TF_TARGET_AVX512_VNNI inline void q8_lane_bias(const int8_t* q, int32_t* bias) {
+  for (int l = 0; l < 8; ++l)
+    bias[l] = -128 * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);
+}
+
+TF_TARGET_AVX512_VNNI inline __m512 q8_lanes_sum(const __m512 acc[8]) {
+  return _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[4]), _mm512_add_ps(acc[2], acc[6])),
+                       _mm512_add_ps(_mm512_add_ps(acc[1], acc[5]), _mm512_add_ps(acc[3], acc[7])));
+}
+
+TF_TARGET_AVX512_VNNI void dot_q8_0x16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                       const uint8_t* act, int64_t n, float* out) {
+  const int64_t nb = n / kQK;
+  const auto* y = reinterpret_cast<const BlockQ8_0*>(act);
+  auto* pre = reinterpret_cast<ActQ8Lanes*>(act_scratch(size_t(nb) * sizeof(ActQ8Lanes)));
+  for (int64_t b = 0; b < nb; ++b) {
+    q8_lane_bias(y[b].qs, pre[b].bias);
+    pre[b].d = _cvtsh_ss(y[b].d);
+  }
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc[8];
+    for (int l = 0; l < 8; ++l) acc[l] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kQ8Block;
+      for (int k = 0; k < 9; ++k)
+        _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 64 * k), _MM_HINT_T0);
+      const __m512 dd = _mm512_mul_ps(
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 512))),
+          _mm512_set1_ps(pre[b].d));
+      for (int l = 0; l < 8; ++l) {
+        const __m512i s =
+            _mm512_dpbusd_epi32(_mm512_set1_epi32(pre[b].bias[l]), _mm512_loadu_si512(g + 64 * l),
+                                bcast32(y[b].qs + 4 * l));
+        acc[l] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(s), acc[l]);
+      }
+    }
+    _mm512_storeu_ps(out + 16 * i, q8_lanes_sum(acc));
+  }
+}
+
+struct alignas(64) ActQ8Tokens {
+  int8_t qs[2][kQK];
+  int32_t bias[2][8];
+  float d[2];
+};
+
+template <int T>
+TF_TARGET_AVX512_VNNI void gemm_q8_tiles(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                         const ActQ8Tokens* a, int64_t nb, float* out, int64_t os) {
+  for (int64_t i = 0; i < ntiles; ++i) {
+    const uint8_t* p = tiles + size_t(i) * tile_bytes;
+    __m512 acc[T][8];
+    for (int t = 0; t < T; ++t)
+      for (int l = 0; l < 8; ++l) acc[t][l] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* g = p + size_t(b) * kQ8Block;
+      for (int k = 0; k < 9; ++k)
+        _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetch + 64 * k), _MM_HINT_T0);
+      const ActQ8Tokens& A = a[b];
+      const __m512 dw =
+          _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 512)));
+      __m512 dd[T];
+      for (int t = 0; t < T; ++t) dd[t] = _mm512_mul_ps(dw, _mm512_set1_ps(A.d[t]));
+      for (int l = 0; l < 8; ++l) {
+        const __m512i w = _mm512_loadu_si512(g + 64 * l);
+        for (int t = 0; t < T; ++t) {
+          const __m512i s =
+              _mm512_dpbusd_epi32(_mm512_set1_epi32(A.bias[t][l]), w, bcast32(A.qs[t] + 4 * l));
+          acc[t][l] = _mm512_fmadd_ps(dd[t], _mm512_cvtepi32_ps(s), acc[t][l]);
+        }
+      }
+    }
+    for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + t * os + 16 * i, q8_lanes_sum(acc[t]));
+  }
+}
+
+size_t prep_bytes_q8_0x16(int64_t n) {
+  return size_t(n / kQK) * sizeof(ActQ8Tokens);
+}
+
+TF_TARGET_AVX512_VNNI void prep_q8_0x16(const uint8_t* acts, size_t as, int64_t ntok, int64_t n,
+                                        uint8_t* out) {
+  const int64_t nb = n / kQK;
+  auto* a = reinterpret_cast<ActQ8Tokens*>(out);
+  for (int64_t t = 0; t < ntok; ++t) {
+    const auto* y = reinterpret_cast<const BlockQ8_0*>(acts + size_t(t) * as);
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(a[b].qs[t], y[b].qs, kQK);
+      q8_lane_bias(y[b].qs, a[b].bias[t]);
+      a[b].d[t] = _cvtsh_ss(y[b].d);
+    }
+  }
+}
+
+TF_TARGET_AVX512_VNNI void gemm_q8_0x16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
+                                        const uint8_t* prepared, int64_t ntok, int64_t n,
+                                        float* out, int64_t os) {
+  const auto* a = reinterpret_cast<const ActQ8Tokens*>(prepared);
+  if (ntok == 2) return gemm_q8_tiles<2>(tiles, ntiles, tile_bytes, a, n / kQK, out, os);
+  gemm_q8_tiles<1>(tiles, ntiles, tile_bytes, a, n / kQK, out, os);
+}
+
 }  // namespace
 
 void add_tiles_avx512(Table& t, const Features& f) {
@@ -571,6 +689,10 @@ void add_tiles_avx512(Table& t, const Features& f) {
   t.q6_kx16.prep_bytes = prep_bytes_q6_kx16;
   t.q6_kx16.prep = prep_q6_kx16;
   t.q6_kx16.gemm = gemm_q6_kx16;
+  t.q8_0x16.dot = dot_q8_0x16;
+  t.q8_0x16.prep_bytes = prep_bytes_q8_0x16;
+  t.q8_0x16.prep = prep_q8_0x16;
+  t.q8_0x16.gemm = gemm_q8_0x16;
 }
 
 }  // namespace tf::kernels::detail
