@@ -141,8 +141,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double dp_avx512vnni(int6
   for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_epi32(i);
   for (int64_t k = 0; k < iters; ++k)
     for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbusd_epi32(a[i], u, s);
+  // The lanes wrap around by design; add them as 64-bit values (a 32-bit reduction would be
+  // signed overflow).
+  alignas(64) int32_t v[16];
   int64_t sum = 0;
-  for (int i = 0; i < 12; ++i) sum += _mm512_reduce_add_epi32(a[i]);
+  for (int i = 0; i < 12; ++i) {
+    _mm512_store_si512(v, a[i]);
+    for (int32_t x : v) sum += x;
+  }
   g_sink += uint64_t(sum);
   return double(iters) * 12 * 64 * 2;
 }
