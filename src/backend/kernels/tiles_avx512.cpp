@@ -12,6 +12,8 @@
 #ifdef TF_KERNELS_X86
 #include <immintrin.h>
 
+#include <type_traits>
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -28,6 +30,16 @@ TF_TARGET_AVX512_VNNI inline __m512i bcast32(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm512_set1_epi32(v);
+}
+
+// Calls f(std::integral_constant<int, nt>) for 1 <= nt <= T: a run-time token count to the
+// kernel instantiated for it.
+template <int T, class F>
+void with_tokens(int nt, F f) {
+  if constexpr (T >= 1) {
+    if (nt == T) return f(std::integral_constant<int, T>{});
+    with_tokens<T - 1>(nt, f);
+  }
 }
 
 TF_TARGET_AVX512_VNNI inline void prefetch_block(const uint8_t* g) {
@@ -124,15 +136,6 @@ TF_TARGET_AVX512_VNNI void gemm_tiles(const uint8_t* tiles, int64_t ntiles, size
   }
 }
 
-template <int T>
-void gemm_upto(int nt, const uint8_t* tiles, int64_t ntiles, size_t tile_bytes, const ActTokens* a,
-               int64_t nb, float* out, int64_t os) {
-  if constexpr (T >= 1) {
-    if (nt == T) return gemm_tiles<T>(tiles, ntiles, tile_bytes, a, nb, out, os);
-    gemm_upto<T - 1>(nt, tiles, ntiles, tile_bytes, a, nb, out, os);
-  }
-}
-
 size_t prep_bytes_q4_0x16(int64_t n) {
   return size_t(n / kQK) * sizeof(ActTokens);
 }
@@ -154,8 +157,10 @@ TF_TARGET_AVX512_VNNI void prep_q4_0x16(const uint8_t* acts, size_t as, int64_t 
 TF_TARGET_AVX512_VNNI void gemm_q4_0x16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
                                         const uint8_t* prepared, int64_t ntok, int64_t n,
                                         float* out, int64_t os) {
-  gemm_upto<16>(int(ntok), tiles, ntiles, tile_bytes, reinterpret_cast<const ActTokens*>(prepared),
-                n / kQK, out, os);
+  const auto* a = reinterpret_cast<const ActTokens*>(prepared);
+  with_tokens<16>(int(ntok), [&](auto t) {
+    gemm_tiles<decltype(t)::value>(tiles, ntiles, tile_bytes, a, n / kQK, out, os);
+  });
 }
 
 // ---- Q4_K
@@ -330,15 +335,6 @@ TF_TARGET_AVX512_VNNI void gemm_k_tiles(const uint8_t* tiles, int64_t ntiles, si
   }
 }
 
-template <int T>
-void gemm_k_upto(int nt, const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
-                 const ActKTokens* a, int64_t nb, float* out, int64_t os) {
-  if constexpr (T >= 1) {
-    if (nt == T) return gemm_k_tiles<T>(tiles, ntiles, tile_bytes, a, nb, out, os);
-    gemm_k_upto<T - 1>(nt, tiles, ntiles, tile_bytes, a, nb, out, os);
-  }
-}
-
 size_t prep_bytes_q4_kx16(int64_t n) {
   return size_t(n / kQK_K) * sizeof(ActKTokens);
 }
@@ -359,8 +355,10 @@ void prep_q4_kx16(const uint8_t* acts, size_t as, int64_t ntok, int64_t n, uint8
 TF_TARGET_AVX512_VNNI void gemm_q4_kx16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
                                         const uint8_t* prepared, int64_t ntok, int64_t n,
                                         float* out, int64_t os) {
-  gemm_k_upto<8>(int(ntok), tiles, ntiles, tile_bytes,
-                 reinterpret_cast<const ActKTokens*>(prepared), n / kQK_K, out, os);
+  const auto* a = reinterpret_cast<const ActKTokens*>(prepared);
+  with_tokens<8>(int(ntok), [&](auto t) {
+    gemm_k_tiles<decltype(t)::value>(tiles, ntiles, tile_bytes, a, n / kQK_K, out, os);
+  });
 }
 
 // ---- Q6_K
@@ -522,15 +520,6 @@ TF_TARGET_AVX512_VNNI void gemm_q6_tiles(const uint8_t* tiles, int64_t ntiles, s
   }
 }
 
-template <int T>
-void gemm_q6_upto(int nt, const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
-                  const ActQ6Tokens* a, int64_t nb, float* out, int64_t os) {
-  if constexpr (T >= 1) {
-    if (nt == T) return gemm_q6_tiles<T>(tiles, ntiles, tile_bytes, a, nb, out, os);
-    gemm_q6_upto<T - 1>(nt, tiles, ntiles, tile_bytes, a, nb, out, os);
-  }
-}
-
 size_t prep_bytes_q6_kx16(int64_t n) {
   return size_t(n / kQK_K) * sizeof(ActQ6Tokens);
 }
@@ -551,8 +540,10 @@ void prep_q6_kx16(const uint8_t* acts, size_t as, int64_t ntok, int64_t n, uint8
 TF_TARGET_AVX512_VNNI void gemm_q6_kx16(const uint8_t* tiles, int64_t ntiles, size_t tile_bytes,
                                         const uint8_t* prepared, int64_t ntok, int64_t n,
                                         float* out, int64_t os) {
-  gemm_q6_upto<8>(int(ntok), tiles, ntiles, tile_bytes,
-                  reinterpret_cast<const ActQ6Tokens*>(prepared), n / kQK_K, out, os);
+  const auto* a = reinterpret_cast<const ActQ6Tokens*>(prepared);
+  with_tokens<8>(int(ntok), [&](auto t) {
+    gemm_q6_tiles<decltype(t)::value>(tiles, ntiles, tile_bytes, a, n / kQK_K, out, os);
+  });
 }
 
 // ---- Q8_0, in llama.cpp's order
