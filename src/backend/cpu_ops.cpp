@@ -221,6 +221,20 @@ void softmax_inplace(float* x, int64_t n) {
 }
 
 TF_FMA_CLONES
+void gelu_mul_inplace(float* gate, const float* up, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = gate[i];
+    gate[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCubic * x * x))) * up[i];
+  }
+}
+
+void softcap_inplace(float* x, int64_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
+}
+
+TF_FMA_CLONES
 void silu_mul_reference(float* gate, const float* up, int64_t n) {
   // ggml_vec_silu_f32: x / (1 + exp(-x)) with exp_ggml on whole groups of 16, the libm expf
   // on the rest; the product with up is a separate float multiply.

@@ -58,13 +58,18 @@ void add_inplace(float* x, const float* y, int64_t n);
 // 16-element groups of its vectorized SiLU start at the row's first element, so call this per
 // row).
 void silu_mul_inplace(float* gate, const float* up, int64_t n);
+// gate[i] = gelu(gate[i]) * up[i] (GeGLU), with GELU's tanh approximation
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as gemma's gelu_pytorch_tanh.
+void gelu_mul_inplace(float* gate, const float* up, int64_t n);
+// x[i] = cap * tanh(x[i] / cap): soft-capping of scores or logits (gemma2).
+void softcap_inplace(float* x, int64_t n, float cap);
 
 // Rotary position embedding of one token's heads, in place.
 struct RopeParams {
-  int n_rot = 0;             // rotated dimensions per head (usually head_dim)
-  bool neox = false;         // NeoX layout pairs (i, i + n_rot/2); normal pairs (2i, 2i+1)
+  int n_rot = 0;      // rotated dimensions per head (usually head_dim)
+  bool neox = false;  // NeoX layout pairs (i, i + n_rot/2); normal pairs (2i, 2i+1)
   float freq_base = 10000.f;
-  float freq_scale = 1.f;    // linear scaling: position * freq_scale
+  float freq_scale = 1.f;               // linear scaling: position * freq_scale
   const float* freq_factors = nullptr;  // optional per-pair divisors (Llama 3 rope_freqs)
 };
 void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p);

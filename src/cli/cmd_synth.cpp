@@ -15,7 +15,8 @@ Runner add_synth(CLI::App& app) {
       app.add_subcommand("synth", "write a random-weight llama/qwen2/qwen3 model (for benchmarks)");
   c->add_option("-o,--output", o->out_path, "output GGUF file")->required();
   c->add_option("--vocab", o->vocab_path, "GGUF file to copy the tokenizer from")->required();
-  c->add_option("--arch", o->arch, "llama, qwen2, qwen3 or qwen3moe")->capture_default_str();
+  c->add_option("--arch", o->arch, "llama, qwen2, qwen3, qwen3moe, gemma, gemma2, gemma3 or phi3")
+      ->capture_default_str();
   c->add_option("--experts", o->experts, "experts per layer (mixture of experts; 0: dense)")
       ->capture_default_str();
   c->add_option("--experts-used", o->experts_used, "experts per token")->capture_default_str();

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include "format/gguf.h"
 #include "util/error.h"
 
@@ -17,6 +19,14 @@ const char* arch_name(Arch a) {
       return "qwen2moe";
     case Arch::QWEN3MOE:
       return "qwen3moe";
+    case Arch::GEMMA:
+      return "gemma";
+    case Arch::GEMMA2:
+      return "gemma2";
+    case Arch::GEMMA3:
+      return "gemma3";
+    case Arch::PHI3:
+      return "phi3";
   }
   return "?";
 }
@@ -31,6 +41,61 @@ int64_t get_dim(const gguf::File& f, const std::string& key, int64_t def, int64_
     throw Error(f.path() + ": metadata '" + key + "' = " + std::to_string(v) +
                 " is out of range (1.." + std::to_string(max) + ")");
   return v;
+}
+
+float get_positive_float(const gguf::File& f, const std::string& key, double def) {
+  const double v = f.get_float_or(key, def);
+  if (!(v > 0.0 && v < 1e6))
+    throw Error(f.path() + ": metadata '" + key + "' = " + std::to_string(v) + " is out of range");
+  return float(v);
+}
+
+// What gemma and phi3 add to the llama block (see ModelConfig). The defaults are llama.cpp's
+// for files that predate a key.
+void read_family_features(const gguf::File& f, const std::string& a, ModelConfig& c) {
+  constexpr int64_t kMaxWindow = int64_t(1) << 24;
+  switch (c.arch) {
+    case Arch::GEMMA:
+    case Arch::GEMMA2:
+    case Arch::GEMMA3: {
+      c.embd_scale = true;
+      c.ffn_act = FfnAct::GELU;
+      if (c.arch == Arch::GEMMA) break;
+      c.post_norms = true;
+      // Queries are scaled by 1/sqrt(query_pre_attn_scalar), which GGUF does not carry: it is
+      // head_dim except in the 27B models (46 layers for Gemma 2, 62 for Gemma 3), where it is
+      // n_embd / n_head, as llama.cpp decides it.
+      const bool big = (c.arch == Arch::GEMMA2 && c.n_layer == 46) ||
+                       (c.arch == Arch::GEMMA3 && c.n_layer == 62);
+      c.attn_scale = 1.0f / std::sqrt(float(big ? c.n_embd / c.n_head : c.head_dim));
+      c.n_swa = get_dim(f, a + "attention.sliding_window", c.arch == Arch::GEMMA2 ? 4096 : 1024,
+                        kMaxWindow);
+      if (c.arch == Arch::GEMMA2) {
+        c.swa_pattern = 2;
+        c.attn_softcap = get_positive_float(f, a + "attn_logit_softcapping", 50.0);
+        c.final_softcap = get_positive_float(f, a + "final_logit_softcapping", 30.0);
+      } else {
+        c.swa_pattern = 6;
+        c.rope_freq_base_swa = 10000.f;  // the local layers' RoPE; global ones scale
+        c.rope_freq_scale_swa = 1.f;
+      }
+      break;
+    }
+    case Arch::PHI3: {
+      // 0 (Phi-4) or absent: no window; llama.cpp's defaults for older Phi-3 files.
+      int64_t def = 0;
+      if ((c.n_layer == 32 || c.n_layer == 40) && c.n_ctx_train == 4096) def = 2047;
+      const int64_t w = f.get_int_or(a + "attention.sliding_window", def);
+      if (w < 0 || w > kMaxWindow)
+        throw Error(f.path() + ": metadata '" + a + "attention.sliding_window' is out of range");
+      c.n_swa = w;
+      c.swa_pattern = 1;
+      c.rope_attn_factor = get_positive_float(f, a + "rope.scaling.attn_factor", 1.0);
+      break;
+    }
+    default:
+      break;
+  }
 }
 
 }  // namespace
@@ -54,9 +119,19 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
   } else if (c.arch_name == "qwen3moe") {
     c.arch = Arch::QWEN3MOE;
     c.qk_norm = true;
+  } else if (c.arch_name == "gemma") {
+    c.arch = Arch::GEMMA;
+  } else if (c.arch_name == "gemma2") {
+    c.arch = Arch::GEMMA2;
+  } else if (c.arch_name == "gemma3") {
+    c.arch = Arch::GEMMA3;
+    c.qk_norm = true;
+  } else if (c.arch_name == "phi3") {
+    c.arch = Arch::PHI3;
   } else {
     throw Error(f.path() + ": unsupported architecture '" + c.arch_name +
-                "' (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe)");
+                "' (supported: llama, qwen2, qwen3, qwen2moe, qwen3moe, gemma, gemma2, gemma3, "
+                "phi3)");
   }
   const std::string a = c.arch_name + ".";
   constexpr int64_t kMaxDim = int64_t(1) << 20;
@@ -99,7 +174,7 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
   c.n_rot = int(get_dim(f, a + "rope.dimension_count", c.head_dim, c.head_dim));
   if (c.n_rot % 2 != 0 || c.n_rot > 1024)
     throw Error(f.path() + ": rope.dimension_count must be even and <= 1024");
-  c.rope_neox = c.arch != Arch::LLAMA;  // qwen*: NeoX pairs
+  c.rope_neox = c.arch != Arch::LLAMA;  // qwen*, gemma*, phi3: NeoX pairs
   c.rope_freq_base = float(f.get_float_or(a + "rope.freq_base", 10000.0));
   if (!(c.rope_freq_base > 1.f))
     throw Error(f.path() + ": metadata '" + a + "rope.freq_base' must be > 1");
@@ -114,6 +189,9 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
     throw Error(f.path() + ": unsupported rope.scaling.type '" + scaling + "'");
   }
   c.n_vocab = f.get_int_or(a + "vocab_size", 0);  // 0: taken from token_embd.weight
+  c.n_ctx_orig =
+      get_dim(f, a + "rope.scaling.original_context_length", c.n_ctx_train, int64_t(1) << 24);
+  read_family_features(f, a, c);
   return c;
 }
 

@@ -9,7 +9,11 @@ namespace gguf {
 class File;
 }
 
-enum class Arch { LLAMA, QWEN2, QWEN3, QWEN2MOE, QWEN3MOE };
+enum class Arch { LLAMA, QWEN2, QWEN3, QWEN2MOE, QWEN3MOE, GEMMA, GEMMA2, GEMMA3, PHI3 };
+
+// The feed-forward activation: SwiGLU (silu(gate) * up) or GeGLU with the tanh approximation
+// of GELU (gemma).
+enum class FfnAct { SILU, GELU };
 
 struct ModelConfig {
   Arch arch = Arch::LLAMA;
@@ -42,6 +46,35 @@ struct ModelConfig {
   // qwen2moe: a shared expert of this width that every token uses, scaled by a sigmoid gate
   // (0: none).
   int64_t n_ff_shexp = 0;
+  // Gemma: token embeddings times sqrt(n_embd); GeGLU; gemma2/3 normalize each block's output
+  // too (attn_post_norm, ffn_post_norm) before adding it to the residual stream.
+  bool embd_scale = false;
+  FfnAct ffn_act = FfnAct::SILU;
+  bool post_norms = false;
+  // Attention scores are q.k * attn_scale (1/sqrt(head_dim) unless the model says otherwise),
+  // then, with soft-capping (gemma2), cap * tanh(score / cap); the logits likewise with
+  // final_softcap. 0: no cap.
+  float attn_scale = 0.f;
+  float attn_softcap = 0.f;
+  float final_softcap = 0.f;
+  // Sliding-window attention: a token on a sliding layer sees only the last n_swa positions
+  // (itself included). swa_pattern 1: every layer slides (phi3); p > 1: layer i slides unless
+  // i % p == p - 1 (gemma2: 2, gemma3: 6, whose global layers come last in each group).
+  int64_t n_swa = 0;
+  int swa_pattern = 0;
+  // RoPE of the sliding layers, where it differs (gemma3: base 10000, unscaled).
+  float rope_freq_base_swa = 0.f;
+  float rope_freq_scale_swa = 1.f;
+  // Phi-3 "longrope": per-pair frequency divisors for contexts up to the training one
+  // (rope_factors_short) and beyond n_ctx_orig (rope_factors_long), with a magnitude factor
+  // that scales q and k alike, so the scores by its square.
+  int64_t n_ctx_orig = 0;
+  float rope_attn_factor = 1.f;
+
+  bool is_swa_layer(int64_t il) const {
+    if (n_swa <= 0 || swa_pattern <= 0) return false;
+    return swa_pattern == 1 || il % swa_pattern < swa_pattern - 1;
+  }
 
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_head_kv * head_dim; }

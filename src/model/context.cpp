@@ -22,6 +22,12 @@ constexpr int64_t kAttnParallelMinWork = int64_t(1) << 18;
 // t/s against 22-25k at 1; serial: 20-25k).
 constexpr size_t kSmallModelBytes = size_t(16) << 20;
 
+// The rows of positions from b0 on (a multiple of the block length).
+kernels::PagedRows from_block(kernels::PagedRows rows, int64_t b0) {
+  rows.blocks += b0 >> rows.block_shift;
+  return rows;
+}
+
 }  // namespace
 
 Context::Context(const Model& model, const ContextParams& params)
@@ -111,17 +117,29 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
                       const uint8_t* want, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, D = c.head_dim;
-  RopeParams rope;
-  rope.n_rot = c.n_rot;
-  rope.neox = c.rope_neox;
-  rope.freq_base = c.rope_freq_base;
-  rope.freq_scale = c.rope_freq_scale;
-  rope.freq_factors = model_.rope_freqs().empty() ? nullptr : model_.rope_freqs().data();
+  RopeParams rope_global;
+  rope_global.n_rot = c.n_rot;
+  rope_global.neox = c.rope_neox;
+  rope_global.freq_base = c.rope_freq_base;
+  rope_global.freq_scale = c.rope_freq_scale;
+  const std::vector<float>& factors =
+      !model_.rope_freqs().empty() ? model_.rope_freqs() : model_.rope_factors(kv_.n_ctx());
+  rope_global.freq_factors = factors.empty() ? nullptr : factors.data();
+  RopeParams rope_local = rope_global;  // the sliding layers' (gemma3: their own base)
+  if (c.rope_freq_base_swa > 0.f) {
+    rope_local.freq_base = c.rope_freq_base_swa;
+    rope_local.freq_scale = c.rope_freq_scale_swa;
+  }
 
   for (int64_t t = 0; t < n; ++t) get_row(model_.tok_embd(), tokens[t], &x_[t * E]);
+  if (c.embd_scale) {  // gemma
+    const float k = std::sqrt(float(E));
+    for (int64_t i = 0; i < n * E; ++i) x_[size_t(i)] *= k;
+  }
 
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model_.layer(l);
+    const RopeParams& rope = c.is_swa_layer(l) ? rope_local : rope_global;
     // Attention block.
     for (int64_t t = 0; t < n; ++t)
       rms_norm(&x_[t * E], L.attn_norm.data(), &xb_[t * E], E, c.rms_eps);
@@ -160,7 +178,7 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
     }
     attention(l, pos, seq, n);
     matmul(pool_, L.wo, att_.data(), n, xb2_.data(), act_);
-    for (int64_t t = 0; t < n; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
+    add_block_output(L.attn_post_norm, n);
 
     // After the last layer's attention only the tokens that want logits matter: keep just
     // their rows (in order), as llama.cpp does. Besides saving work, this makes the row count
@@ -175,22 +193,24 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
       }
     }
 
-    // Feed-forward block (SwiGLU).
+    // Feed-forward block (SwiGLU, or GeGLU for gemma).
     for (int64_t t = 0; t < rows; ++t)
       rms_norm(&x_[t * E], L.ffn_norm.data(), &xb_[t * E], E, c.rms_eps);
     if (!L.exp_gate.empty()) {
       moe_ffn(L, rows);
-      for (int64_t t = 0; t < rows; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
-      continue;
-    }
-    {
+    } else {
       const WeightView* ws[] = {&L.w_gate, &L.w_up};
       float* ys[] = {hb_.data(), hb2_.data()};
       matmul_multi(pool_, ws, ys, 2, xb_.data(), rows, act_);
+      for (int64_t t = 0; t < rows; ++t) {
+        if (c.ffn_act == FfnAct::GELU)
+          gelu_mul_inplace(&hb_[t * F], &hb2_[t * F], F);
+        else
+          silu_mul_inplace(&hb_[t * F], &hb2_[t * F], F);
+      }
+      matmul(pool_, L.w_down, hb_.data(), rows, xb2_.data(), act_);
     }
-    for (int64_t t = 0; t < rows; ++t) silu_mul_inplace(&hb_[t * F], &hb2_[t * F], F);
-    matmul(pool_, L.w_down, hb_.data(), rows, xb2_.data(), act_);
-    for (int64_t t = 0; t < rows; ++t) add_inplace(&x_[t * E], &xb2_[t * E], E);
+    add_block_output(L.ffn_post_norm, rows);
   }
 
   for (int64_t t = 0; t < n; ++t) {
@@ -204,10 +224,32 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
   for (int64_t t = 0; t < m; ++t)
     rms_norm(&x_[t * E], model_.output_norm().data(), &xb_[t * E], E, c.rms_eps);
   if (m > 0) {
-    matmul(pool_, model_.output(), xb_.data(), m,
-           logits_.data() + size_t(n_out_) * size_t(n_vocab_), act_);
+    float* out = logits_.data() + size_t(n_out_) * size_t(n_vocab_);
+    matmul(pool_, model_.output(), xb_.data(), m, out, act_);
+    if (c.final_softcap > 0.f) softcap_inplace(out, m * n_vocab_, c.final_softcap);
     n_out_ += m;
   }
+}
+
+// x_ += xb2_ for `rows` tokens: a block's output joins the residual stream, normalized first
+// when the model has a post-norm for it (gemma2/3).
+void Context::add_block_output(const std::vector<float>& post_norm, int64_t rows) {
+  const int64_t E = cfg_.n_embd;
+  for (int64_t t = 0; t < rows; ++t) {
+    float* y = &xb2_[size_t(t * E)];
+    if (!post_norm.empty()) rms_norm(y, post_norm.data(), y, E, cfg_.rms_eps);
+    add_inplace(&x_[size_t(t * E)], y, E);
+  }
+}
+
+Context::AttnShape Context::attn_shape(int64_t layer) const {
+  const ModelConfig& c = cfg_;
+  AttnShape a;
+  a.scale = (c.attn_scale > 0.f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim))) *
+            c.rope_attn_factor * c.rope_attn_factor;
+  a.softcap = c.attn_softcap;
+  a.window = c.is_swa_layer(layer) ? c.n_swa : 0;
+  return a;
 }
 
 // Scaled dot-product attention of each (token, head) over its sequence's cached positions,
@@ -223,7 +265,8 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   if (kv_.type() == DType::Q8_0) return attention_q8(layer, pos, seq, n);
   const ModelConfig& c = cfg_;
   const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
-  const float scale = 1.0f / std::sqrt(float(D));
+  const AttnShape shape = attn_shape(layer);
+  const float scale = shape.scale;
   const int64_t n_ctx = kv_.n_ctx();
   constexpr int64_t B = KvCache::kBlockLen;
   // llama.cpp attends over the first n_kv cells of its cache, the used length rounded up to a
@@ -242,13 +285,14 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
   bool single_tokens = D % 16 == 0;
   for (int64_t t = 1; t < n && single_tokens; ++t) single_tokens = seq[t] != seq[t - 1];
   if (kq_kernel == DotKernel::Sgemm && kernels::has_gemm(DType::F16) && !single_tokens) {
-    attention_tiled(layer, pos, seq, n, n_kv, scale);
+    attention_tiled(layer, pos, seq, n, n_kv, shape);
     return;
   }
   // Small attention jobs (short contexts, tiny models) run on this thread alone: waking the
   // pool would cost more than the work.
   int64_t work = 0;
-  for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * c.n_head * D;
+  for (int64_t t = 0; t < n; ++t)
+    work += (int64_t(pos[t]) + 1 - shape.first(pos[t])) * c.n_head * D;
   // A job scores hg query heads of one KV head together (each cached key converted from fp16
   // once for all of them): as many of the group as leaves 2 jobs per thread. Measured at depth
   // 1024, 2 threads (32 heads, groups of 8): attention 1.16-1.35 ms per token one head per
@@ -259,19 +303,24 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
     float* sc = &scores_[size_t(tid) * size_t(group) * size_t(n_ctx)];
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / (c.n_head / hg), h0 = job % (c.n_head / hg) * hg, kvh = h0 / group;
-      const int64_t len = int64_t(pos[t]) + 1;
+      // Positions [lo, len) are seen; whole blocks before lo are skipped (a sliding window).
+      const int64_t len = int64_t(pos[t]) + 1, lo = shape.first(pos[t]), b0 = lo / B * B;
       const kernels::PagedRows keys = kv_.keys(layer, seq[t], kvh);
-      for (int64_t j0 = 0; j0 < len; j0 += B)
+      for (int64_t j0 = b0; j0 < len; j0 += B)
         kernels::dot_f16_rows_group(reinterpret_cast<const uint16_t*>(keys.row(j0)), size_t(D),
                                     std::min(B, len - j0), &qh_[size_t(t * Q + h0 * D)], size_t(D),
                                     hg, D, kq_kernel, scale, sc + j0, size_t(n_ctx));
       for (int64_t h = 0; h < hg; ++h) {
-        softmax_inplace(sc + size_t(h) * size_t(n_ctx), len);
-        kernels::round_to_f16(sc + size_t(h) * size_t(n_ctx), len);
+        float* s = sc + size_t(h) * size_t(n_ctx);
+        if (shape.softcap > 0.f) softcap_inplace(s + lo, len - lo, shape.softcap);
+        softmax_inplace(s + lo, len - lo);
+        kernels::round_to_f16(s + lo, len - lo);
+        std::fill(s + b0, s + lo, 0.0f);
       }
       // The group's outputs are consecutive in att_ (D apart).
-      kernels::f16_weighted_sum(kv_.values(layer, seq[t], kvh), len, 0, D, sc, size_t(n_ctx), hg,
-                                &att_[size_t(t * Q + h0 * D)], size_t(D));
+      kernels::f16_weighted_sum(from_block(kv_.values(layer, seq[t], kvh), b0), len - b0, 0, D,
+                                sc + b0, size_t(n_ctx), hg, &att_[size_t(t * Q + h0 * D)],
+                                size_t(D));
     }
   };
   run_attention_jobs(n * c.n_head / hg, work, job);
@@ -285,7 +334,8 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
 void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n) {
   const ModelConfig& c = cfg_;
   const int64_t D = c.head_dim, Q = c.q_dim(), group = c.n_head / c.n_head_kv;
-  const float scale = 1.0f / std::sqrt(float(D));
+  const AttnShape shape = attn_shape(layer);
+  const float scale = shape.scale;
   constexpr int64_t B = KvCache::kBlockLen;
   const bool whole_blocks = D % 32 == 0;
   const size_t q_row = whole_blocks ? row_bytes(DType::Q8_0, Q) : 0;
@@ -301,9 +351,9 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
     float* sc = &scores_[size_t(tid) * size_t(kv_.n_ctx())];
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / c.n_head, h = job % c.n_head, kvh = h / group;
-      const int64_t len = int64_t(pos[t]) + 1;
+      const int64_t len = int64_t(pos[t]) + 1, lo = shape.first(pos[t]), b0 = lo / B * B;
       const kernels::PagedRows keys = kv_.keys(layer, seq[t]);
-      for (int64_t j0 = 0; j0 < len; j0 += B) {
+      for (int64_t j0 = b0; j0 < len; j0 += B) {
         const int64_t rows = std::min(B, len - j0);
         if (whole_blocks)
           kernels::dot_rows(DType::Q8_0, keys.row(j0) + size_t(kvh) * head_bytes, kv_.row_bytes(),
@@ -313,10 +363,12 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
                                       &q_[size_t(t * Q + h * D)], scale, sc + j0);
       }
       if (whole_blocks)
-        for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
-      softmax_inplace(sc, len);
-      kernels::q8_0_weighted_sum(kv_.values(layer, seq[t]), len, kvh * D, D, sc,
-                                 &att_[size_t(t * Q + h * D)]);
+        for (int64_t j = lo; j < len; ++j) sc[j] *= scale;
+      if (shape.softcap > 0.f) softcap_inplace(sc + lo, len - lo, shape.softcap);
+      softmax_inplace(sc + lo, len - lo);
+      std::fill(sc + b0, sc + lo, 0.0f);
+      kernels::q8_0_weighted_sum(from_block(kv_.values(layer, seq[t]), b0), len - b0, kvh * D, D,
+                                 sc + b0, &att_[size_t(t * Q + h * D)]);
     }
   };
   run_attention_jobs(n * c.n_head, work, job);
@@ -330,7 +382,7 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
 // kernels::gemm). A tile stops at its own last position (rounded up to 32) instead of n_kv:
 // the causal half of the work is skipped.
 void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
-                              int64_t n_kv, float scale) {
+                              int64_t n_kv, const AttnShape& shape) {
   constexpr int64_t kTile = 64;
   constexpr int64_t B = KvCache::kBlockLen;
   const ModelConfig& c = cfg_;
@@ -344,8 +396,12 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
     while (e < n && e - t < kTile && seq[e] == seq[t]) ++e;
     int32_t last = 0;
     for (int64_t k = t; k < e; ++k) last = std::max(last, pos[k]);
-    tiles_.push_back({t, e, std::min(n_kv, (int64_t(last) + 32) / 32 * 32)});
-    work += (e - t) * (int64_t(last) + 1) * c.n_head * D;
+    // A sliding window skips the whole blocks before the first position any token sees.
+    int64_t lo = INT64_MAX;
+    for (int64_t k = t; k < e; ++k) lo = std::min(lo, shape.first(pos[k]));
+    const int64_t b0 = lo / B * B;
+    tiles_.push_back({t, e, std::min(n_kv, (int64_t(last) + 32) / 32 * 32), b0});
+    work += (e - t) * (int64_t(last) + 1 - b0) * c.n_head * D;
     t = e;
   }
   if (tile_scratch_.size() < size_t(pool_.size())) tile_scratch_.resize(size_t(pool_.size()));
@@ -388,28 +444,30 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
   auto job = [&](int64_t b, int64_t e, int tid) {
     TileScratch& ts = tile_scratch_[size_t(tid)];
     for (int64_t jb = b; jb < e; ++jb) {
-      const auto [t0, t1, cells] = tiles_[size_t(jb / c.n_head)];
+      const auto [t0, t1, cells, b0] = tiles_[size_t(jb / c.n_head)];
       const int64_t h = jb % c.n_head, kvh = h / group, m = t1 - t0;
       if (ts.s.size() < size_t(m * cells)) ts.s.resize(size_t(m * cells));
       const kernels::PagedRows keys = kv_.keys(layer, seq[t0], kvh);
-      for (int64_t j0 = 0; j0 < cells; j0 += B)
+      for (int64_t j0 = b0; j0 < cells; j0 += B)
         kernels::gemm(DType::F16, keys.row(j0), size_t(D) * 2, std::min(B, cells - j0),
                       &qh_[size_t(t0 * Q + h * D)], size_t(Q) * 2, m, D, ts.s.data() + j0, cells);
       if (ts.p.size() < size_t(m * cells)) ts.p.resize(size_t(m * cells));
       for (int64_t t = t0; t < t1; ++t) {
         float* sc = &ts.s[size_t((t - t0) * cells)];
         uint16_t* p16 = &ts.p[size_t((t - t0) * cells)];
-        const int64_t len = int64_t(pos[t]) + 1;
-        for (int64_t j = 0; j < len; ++j) sc[j] *= scale;
-        softmax_inplace(sc, len);
-        kernels::f32_to_f16_row(sc, p16, len);
+        const int64_t len = int64_t(pos[t]) + 1, lo = shape.first(pos[t]);
+        for (int64_t j = lo; j < len; ++j) sc[j] *= shape.scale;
+        if (shape.softcap > 0.f) softcap_inplace(sc + lo, len - lo, shape.softcap);
+        softmax_inplace(sc + lo, len - lo);
+        kernels::f32_to_f16_row(sc + lo, p16 + lo, len - lo);
+        std::fill(p16 + b0, p16 + lo, uint16_t(0));      // before the window
         std::fill(p16 + len, p16 + cells, uint16_t(0));  // cells the token does not see
       }
       const ValuesT* vt = &vt_index_[0];
       while (vt->seq != seq[t0]) ++vt;
       const uint16_t* v = &values_t_[vt->offset + size_t(kvh * D) * size_t(vt->cells)];
-      kernels::gemm(DType::F16, v, size_t(vt->cells) * 2, D, ts.p.data(), size_t(cells) * 2, m,
-                    cells, &att_[size_t(t0 * Q + h * D)], Q);
+      kernels::gemm(DType::F16, v + b0, size_t(vt->cells) * 2, D, ts.p.data() + b0,
+                    size_t(cells) * 2, m, cells - b0, &att_[size_t(t0 * Q + h * D)], Q);
     }
   };
   run_attention_jobs(int64_t(tiles_.size()) * c.n_head, work, job);

@@ -3,6 +3,7 @@
 // same forward pass serves prompt processing, single-token decoding and batched serving.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -80,8 +81,21 @@ class Context {
   void attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n);
   // Runs job over [0, jobs) on the pool, or on this thread when the work is small.
   void run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job);
+  struct AttnShape;
   void attention_tiled(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
-                       int64_t n_kv, float scale);
+                       int64_t n_kv, const AttnShape& shape);
+  // What a layer's scores are: q.k * scale, soft-capped when softcap > 0, over the last
+  // `window` positions of the sequence (0: all of them).
+  struct AttnShape {
+    float scale = 1.f, softcap = 0.f;
+    int64_t window = 0;
+    // The first position a token at pos sees.
+    int64_t first(int32_t pos) const {
+      return window > 0 ? std::max<int64_t>(0, int64_t(pos) + 1 - window) : 0;
+    }
+  };
+  AttnShape attn_shape(int64_t layer) const;
+  void add_block_output(const std::vector<float>& post_norm, int64_t rows);
   // The mixture-of-experts feed-forward block: xb2_ = experts(xb_) for `rows` tokens.
   void moe_ffn(const LayerWeights& L, int64_t rows);
 
@@ -101,6 +115,7 @@ class Context {
   };
   struct Tile {
     int64_t t0, t1, cells;  // tokens [t0, t1) of one sequence; the cache cells they see
+    int64_t b0;             // ... from this one on (a block start: 0 without a window)
   };
   std::vector<Tile> tiles_;
   std::vector<TileScratch> tile_scratch_;

@@ -50,6 +50,15 @@ class Binder {
     return w;
   }
 
+  // Rows [r0, r0 + rows) of a matrix of `total` rows: one of the products a fused tensor holds
+  // (phi3's attn_qkv and gate/up). Row slices are matrices of their own, tiled separately.
+  WeightView rows(const std::string& name, int64_t cols, int64_t total, int64_t r0, int64_t rows) {
+    WeightView w = matrix(name, cols, total);
+    w.data += size_t(r0) * w.row_stride;
+    w.rows = rows;
+    return w;
+  }
+
   // The n slices of a stacked 3-D tensor (cols x rows x n), one matrix each.
   std::vector<WeightView> stack(const std::string& name, int64_t cols, int64_t rows, int64_t n) {
     const gguf::TensorInfo* t = find(name, {cols, rows, n}, true);
@@ -135,15 +144,27 @@ void Model::bind() {
   if (output_.empty()) output_ = tok_embd_;  // tied embeddings
   output_norm_ = b.vec("output_norm.weight", c.n_embd);
   rope_freqs_ = b.vec("rope_freqs.weight", c.n_rot / 2, /*required=*/false);
+  rope_long_ = b.vec("rope_factors_long.weight", c.n_rot / 2, /*required=*/false);
+  rope_short_ = b.vec("rope_factors_short.weight", c.n_rot / 2, /*required=*/false);
+  if (rope_long_.empty() != rope_short_.empty())
+    throw Error(f.path() + ": rope_factors_long and rope_factors_short come together");
 
   layers_.resize(size_t(c.n_layer));
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& L = layers_[size_t(i)];
     L.attn_norm = b.vec(p + "attn_norm.weight", c.n_embd);
-    L.wq = b.matrix(p + "attn_q.weight", c.n_embd, c.q_dim());
-    L.wk = b.matrix(p + "attn_k.weight", c.n_embd, c.kv_dim());
-    L.wv = b.matrix(p + "attn_v.weight", c.n_embd, c.kv_dim());
+    if (f.find_tensor(p + "attn_qkv.weight")) {  // phi3: one product, Q then K then V rows
+      const std::string n = p + "attn_qkv.weight";
+      const int64_t total = c.q_dim() + 2 * c.kv_dim();
+      L.wq = b.rows(n, c.n_embd, total, 0, c.q_dim());
+      L.wk = b.rows(n, c.n_embd, total, c.q_dim(), c.kv_dim());
+      L.wv = b.rows(n, c.n_embd, total, c.q_dim() + c.kv_dim(), c.kv_dim());
+    } else {
+      L.wq = b.matrix(p + "attn_q.weight", c.n_embd, c.q_dim());
+      L.wk = b.matrix(p + "attn_k.weight", c.n_embd, c.kv_dim());
+      L.wv = b.matrix(p + "attn_v.weight", c.n_embd, c.kv_dim());
+    }
     L.wo = b.matrix(p + "attn_output.weight", c.q_dim(), c.n_embd);
     // Biases are required by qwen2 but some llama-family files carry them too.
     L.bq = b.vec(p + "attn_q.bias", c.q_dim(), c.qkv_bias);
@@ -154,6 +175,10 @@ void Model::bind() {
       L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim);
     }
     L.ffn_norm = b.vec(p + "ffn_norm.weight", c.n_embd);
+    if (c.post_norms) {
+      L.attn_post_norm = b.vec(p + "post_attention_norm.weight", c.n_embd);
+      L.ffn_post_norm = b.vec(p + "post_ffw_norm.weight", c.n_embd);
+    }
     if (c.n_expert > 0) {
       L.gate_inp = b.matrix(p + "ffn_gate_inp.weight", c.n_embd, c.n_expert);
       L.exp_gate = b.stack(p + "ffn_gate_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert);
@@ -167,8 +192,13 @@ void Model::bind() {
       }
       continue;
     }
-    L.w_gate = b.matrix(p + "ffn_gate.weight", c.n_embd, c.n_ff);
-    L.w_up = b.matrix(p + "ffn_up.weight", c.n_embd, c.n_ff);
+    if (c.arch == Arch::PHI3) {  // ffn_up holds the gate rows, then the up rows
+      L.w_gate = b.rows(p + "ffn_up.weight", c.n_embd, 2 * c.n_ff, 0, c.n_ff);
+      L.w_up = b.rows(p + "ffn_up.weight", c.n_embd, 2 * c.n_ff, c.n_ff, c.n_ff);
+    } else {
+      L.w_gate = b.matrix(p + "ffn_gate.weight", c.n_embd, c.n_ff);
+      L.w_up = b.matrix(p + "ffn_up.weight", c.n_embd, c.n_ff);
+    }
     L.w_down = b.matrix(p + "ffn_down.weight", c.n_ff, c.n_embd);
   }
 }

@@ -18,8 +18,9 @@ class File;
 
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;
-  std::vector<float> bq, bk, bv;      // qwen2 only
-  std::vector<float> q_norm, k_norm;  // qwen3 only (per-head, head_dim long)
+  std::vector<float> attn_post_norm, ffn_post_norm;  // gemma2/3 only
+  std::vector<float> bq, bk, bv;                     // qwen2 only
+  std::vector<float> q_norm, k_norm;                 // qwen3 only (per-head, head_dim long)
   WeightView wq, wk, wv, wo;
   WeightView w_gate, w_up, w_down;  // dense feed-forward
   // Mixture of experts: the router (n_embd x n_expert) and each expert's matrices, views of
@@ -54,6 +55,10 @@ class Model {
   const WeightView& output() const { return output_; }  // == tok_embd when tied
   const std::vector<float>& output_norm() const { return output_norm_; }
   const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // empty if none
+  // Phi-3 longrope: the factors for a context of n_ctx positions per sequence (empty if none).
+  const std::vector<float>& rope_factors(int64_t n_ctx) const {
+    return n_ctx > cfg_.n_ctx_orig && !rope_long_.empty() ? rope_long_ : rope_short_;
+  }
   const LayerWeights& layer(int64_t i) const { return layers_[size_t(i)]; }
 
   // Bytes of the matrices read per token (for reporting): with experts, the router plus the
@@ -70,7 +75,7 @@ class Model {
   std::shared_ptr<const gguf::File> file_;
   ModelConfig cfg_;
   WeightView tok_embd_, output_;
-  std::vector<float> output_norm_, rope_freqs_;
+  std::vector<float> output_norm_, rope_freqs_, rope_long_, rope_short_;
   std::vector<LayerWeights> layers_;
 };
 

@@ -58,11 +58,14 @@ struct Planned {
 };
 
 void check_shape(const SynthOptions& o) {
-  if (o.arch != "llama" && o.arch != "qwen2" && o.arch != "qwen3" && o.arch != "qwen3moe")
+  static const char* const kArchs[] = {"llama", "qwen2",  "qwen3",  "qwen3moe",
+                                       "gemma", "gemma2", "gemma3", "phi3"};
+  if (std::find(std::begin(kArchs), std::end(kArchs), o.arch) == std::end(kArchs))
     throw Error("synth: unknown architecture '" + o.arch +
-                "' (valid: llama, qwen2, qwen3, qwen3moe)");
+                "' (valid: llama, qwen2, qwen3, qwen3moe, gemma, gemma2, gemma3, phi3)");
   if (o.arch == "qwen3moe" && o.experts == 0) throw Error("synth: qwen3moe needs --experts");
-  if (o.arch == "qwen2" && o.experts > 0) throw Error("synth: qwen2 has no experts here");
+  if (o.experts > 0 && o.arch != "llama" && o.arch != "qwen3moe")
+    throw Error("synth: " + o.arch + " has no experts here");
   if (o.experts < 0 || o.experts > 1024)
     throw Error("synth: --experts " + std::to_string(o.experts) + " is out of range (0..1024)");
   if (o.experts > 0 && (o.experts_used < 1 || o.experts_used > o.experts))
@@ -98,6 +101,8 @@ SynthResult synth_model(const SynthOptions& o) {
   const int64_t hd = o.head_dim ? o.head_dim : o.dim / o.heads;
   const int64_t q_dim = o.heads * hd, kv_dim = o.kv_heads * hd;
   const bool qwen = o.arch != "llama";
+  const bool gemma = o.arch.rfind("gemma", 0) == 0, phi3 = o.arch == "phi3";
+  const bool tied = o.tied || gemma;  // gemma's files have no output.weight
 
   auto vocab = gguf::File::open(o.vocab_path);
   const gguf::Value* tokens = vocab->find("tokenizer.ggml.tokens");
@@ -126,8 +131,18 @@ SynthResult synth_model(const SynthOptions& o) {
     set(a + "attention.value_length", u32(uint64_t(hd)));
   }
   set(a + "rope.dimension_count", u32(uint64_t(hd)));
-  set(a + "rope.freq_base", gguf::Writer::make_f32(qwen ? 1e6f : 1e4f));
+  const bool base_1e6 = o.arch.rfind("qwen", 0) == 0 || o.arch == "gemma3";
+  set(a + "rope.freq_base", gguf::Writer::make_f32(base_1e6 ? 1e6f : 1e4f));
   set(a + "attention.layer_norm_rms_epsilon", gguf::Writer::make_f32(qwen ? 1e-6f : 1e-5f));
+  // The values of the released models: Gemma 2's window and soft-caps, Gemma 3's window,
+  // Phi-3 without a window (as Phi-4; 0 says so).
+  if (o.arch == "gemma2") {
+    set(a + "attention.sliding_window", u32(4096));
+    set(a + "attn_logit_softcapping", gguf::Writer::make_f32(50.f));
+    set(a + "final_logit_softcapping", gguf::Writer::make_f32(30.f));
+  }
+  if (o.arch == "gemma3") set(a + "attention.sliding_window", u32(1024));
+  if (phi3) set(a + "attention.sliding_window", u32(0));
   set(a + "vocab_size", u32(uint64_t(n_vocab)));
   const int64_t ffn_exp = o.expert_ffn ? o.expert_ffn : o.ffn;
   if (o.experts > 0) {
@@ -139,7 +154,7 @@ SynthResult synth_model(const SynthOptions& o) {
     if (key.rfind("tokenizer.", 0) == 0) set(key, value);
 
   // Tensors in the order llama.cpp's converter writes them.
-  const ModelShape shape{o.layers, o.layers, !o.tied};
+  const ModelShape shape{o.layers, o.layers, !tied};
   std::vector<Planned> plan;
   std::vector<std::string> fallbacks;  // each distinct reason once
   auto matrix = [&](const std::string& name, int64_t in, int64_t out, float std) {
@@ -155,20 +170,29 @@ SynthResult synth_model(const SynthOptions& o) {
   auto inv_sqrt = [](int64_t n) { return float(1.0 / std::sqrt(double(n))); };
   // An untied embedding of rms 1 weighs like one layer's contribution to the residual stream;
   // a tied one doubles as the output matrix and is scaled like it, to keep logits moderate.
-  matrix("token_embd.weight", o.dim, n_vocab, o.tied ? inv_sqrt(o.dim) : 1.0f);
+  // (Gemma scales its embeddings by sqrt(dim), which brings a tied one back to rms 1.)
+  matrix("token_embd.weight", o.dim, n_vocab, tied ? inv_sqrt(o.dim) : 1.0f);
   for (int64_t l = 0; l < o.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     vec(p + "attn_norm.weight", o.dim, 0, 1);
-    matrix(p + "attn_q.weight", o.dim, q_dim, inv_sqrt(o.dim));
-    matrix(p + "attn_k.weight", o.dim, kv_dim, inv_sqrt(o.dim));
-    matrix(p + "attn_v.weight", o.dim, kv_dim, inv_sqrt(o.dim));
+    if (phi3) {
+      matrix(p + "attn_qkv.weight", o.dim, q_dim + 2 * kv_dim, inv_sqrt(o.dim));
+    } else {
+      matrix(p + "attn_q.weight", o.dim, q_dim, inv_sqrt(o.dim));
+      matrix(p + "attn_k.weight", o.dim, kv_dim, inv_sqrt(o.dim));
+      matrix(p + "attn_v.weight", o.dim, kv_dim, inv_sqrt(o.dim));
+    }
     matrix(p + "attn_output.weight", q_dim, o.dim, inv_sqrt(q_dim));
+    if (o.arch == "gemma2" || o.arch == "gemma3") {
+      vec(p + "post_attention_norm.weight", o.dim, 0, 1);
+      vec(p + "post_ffw_norm.weight", o.dim, 0, 1);
+    }
     if (o.arch == "qwen2") {
       vec(p + "attn_q.bias", q_dim, 0.02f, 0);
       vec(p + "attn_k.bias", kv_dim, 0.02f, 0);
       vec(p + "attn_v.bias", kv_dim, 0.02f, 0);
     }
-    if (o.arch == "qwen3" || o.arch == "qwen3moe") {
+    if (o.arch == "qwen3" || o.arch == "qwen3moe" || o.arch == "gemma3") {
       vec(p + "attn_q_norm.weight", hd, 0, 1);
       vec(p + "attn_k_norm.weight", hd, 0, 1);
     }
@@ -186,12 +210,16 @@ SynthResult synth_model(const SynthOptions& o) {
       stacked(p + "ffn_down_exps.weight", ffn_exp, o.dim, inv_sqrt(ffn_exp));
       continue;
     }
-    matrix(p + "ffn_gate.weight", o.dim, o.ffn, inv_sqrt(o.dim));
-    matrix(p + "ffn_up.weight", o.dim, o.ffn, inv_sqrt(o.dim));
+    if (phi3) {  // the gate rows, then the up rows
+      matrix(p + "ffn_up.weight", o.dim, 2 * o.ffn, inv_sqrt(o.dim));
+    } else {
+      matrix(p + "ffn_gate.weight", o.dim, o.ffn, inv_sqrt(o.dim));
+      matrix(p + "ffn_up.weight", o.dim, o.ffn, inv_sqrt(o.dim));
+    }
     matrix(p + "ffn_down.weight", o.ffn, o.dim, inv_sqrt(o.ffn));
   }
   vec("output_norm.weight", o.dim, 0, 1);
-  if (!o.tied) matrix("output.weight", o.dim, n_vocab, inv_sqrt(o.dim));
+  if (!tied) matrix("output.weight", o.dim, n_vocab, inv_sqrt(o.dim));
 
   for (const std::string& f : fallbacks) std::fprintf(stderr, "synth: %s\n", f.c_str());
 

@@ -1,5 +1,5 @@
-// `tokenfab synth`: a random-weight Llama / Qwen2 / Qwen3 model of any shape and weight type,
-// with a real tokenizer copied from another GGUF. Nothing learned is in it; it exists so that
+// `tokenfab synth`: a random-weight Llama / Qwen / Gemma / Phi-3 model of any shape and weight
+// type, with a real tokenizer copied from another GGUF. Nothing learned is in it; it exists so that
 // speed and memory can be measured on realistic shapes without downloading a model.
 #pragma once
 
@@ -11,7 +11,7 @@ namespace tf::tools {
 struct SynthOptions {
   std::string out_path;
   std::string vocab_path;      // any GGUF with tokenizer.* metadata (vocab-only files work)
-  std::string arch = "llama";  // llama, qwen2, qwen3, qwen3moe
+  std::string arch = "llama";  // llama, qwen2, qwen3, qwen3moe, gemma, gemma2, gemma3, phi3
   // Mixture of experts (qwen3moe needs it; llama takes it, as Mixtral): experts per layer,
   // experts per token, and each expert's feed-forward width (0: ffn). 0 experts: dense.
   int64_t experts = 0, experts_used = 2, expert_ffn = 0;
