@@ -11,8 +11,8 @@ namespace tf::cli {
 
 Runner add_synth(CLI::App& app) {
   auto o = std::make_shared<tools::SynthOptions>();
-  CLI::App* c =
-      app.add_subcommand("synth", "write a random-weight llama/qwen2/qwen3 model (for benchmarks)");
+  CLI::App* c = app.add_subcommand(
+      "synth", "write a random-weight model of any supported shape (for benchmarks)");
   c->add_option("-o,--output", o->out_path, "output GGUF file")->required();
   c->add_option("--vocab", o->vocab_path, "GGUF file to copy the tokenizer from")->required();
   c->add_option("--arch", o->arch, "llama, qwen2, qwen3, qwen3moe, gemma, gemma2, gemma3 or phi3")
@@ -31,6 +31,9 @@ Runner add_synth(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--type", o->type, "weight type: " + tools::mix_names())->capture_default_str();
   c->add_option("--ctx", o->ctx, "training context length (metadata)")->capture_default_str();
+  c->add_option("--window", o->window,
+                "sliding window of gemma2/gemma3/phi3 (-1: the released models'; 0: none)")
+      ->capture_default_str();
   c->add_option("--seed", o->seed, "random seed")->capture_default_str();
   c->add_flag("--tied", o->tied, "no output.weight: token_embd doubles as the output matrix");
   c->add_flag("--pure", o->pure, "every matrix in the base type (no llama.cpp mixture rules)");

@@ -82,6 +82,9 @@ void check_shape(const SynthOptions& o) {
   positive(o.heads, "--heads");
   positive(o.kv_heads, "--kv-heads");
   positive(o.ctx, "--ctx");
+  if (o.window > (int64_t(1) << 24)) throw Error("synth: --window is out of range");
+  if (o.window == 0 && o.arch.rfind("gemma", 0) == 0 && o.arch != "gemma")
+    throw Error("synth: " + o.arch + " needs a window (--window > 0)");
   if (o.heads % o.kv_heads != 0)
     throw Error("synth: --heads " + std::to_string(o.heads) + " is not a multiple of --kv-heads " +
                 std::to_string(o.kv_heads));
@@ -136,13 +139,16 @@ SynthResult synth_model(const SynthOptions& o) {
   set(a + "attention.layer_norm_rms_epsilon", gguf::Writer::make_f32(qwen ? 1e-6f : 1e-5f));
   // The values of the released models: Gemma 2's window and soft-caps, Gemma 3's window,
   // Phi-3 without a window (as Phi-4; 0 says so).
+  auto window = [&](int64_t released) {
+    set(a + "attention.sliding_window", u32(uint64_t(o.window >= 0 ? o.window : released)));
+  };
   if (o.arch == "gemma2") {
-    set(a + "attention.sliding_window", u32(4096));
+    window(4096);
     set(a + "attn_logit_softcapping", gguf::Writer::make_f32(50.f));
     set(a + "final_logit_softcapping", gguf::Writer::make_f32(30.f));
   }
-  if (o.arch == "gemma3") set(a + "attention.sliding_window", u32(1024));
-  if (phi3) set(a + "attention.sliding_window", u32(0));
+  if (o.arch == "gemma3") window(1024);
+  if (phi3) window(0);
   set(a + "vocab_size", u32(uint64_t(n_vocab)));
   const int64_t ffn_exp = o.expert_ffn ? o.expert_ffn : o.ffn;
   if (o.experts > 0) {

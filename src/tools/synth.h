@@ -18,6 +18,7 @@ struct SynthOptions {
   int64_t dim = 2048, ffn = 5632, layers = 8, heads = 32, kv_heads = 4;
   int64_t head_dim = 0;  // 0: dim / heads
   int64_t ctx = 2048;
+  int64_t window = -1;        // gemma2/3, phi3: sliding window (-1: the released models'; 0: none)
   std::string type = "q4_0";  // any name parse_mix() accepts, mixtures included
   bool pure = false;          // every matrix in the base type (no llama.cpp mixture rules)
   bool tied = false;          // no output.weight: token_embd is the output matrix too
