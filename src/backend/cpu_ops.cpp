@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "backend/kernels/kernels.h"
 #include "tensor/fp16.h"
@@ -220,18 +221,43 @@ void softmax_inplace(float* x, int64_t n) {
   softmax_reference(x, n);
 }
 
-TF_FMA_CLONES
+float gelu_exact(float x) {
+  constexpr float kSqrt2OverPi = 0.79788456080286535587989211986876f, kCubic = 0.044715f;
+  return 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCubic * x * x)));
+}
+
+namespace {
+// GELU of every fp16 input, rounded to fp16: llama.cpp's CPU GELU is this table, read at the
+// input rounded to fp16 (and 0 or x beyond +-10), so gemma's logits match it this way. A
+// lookup is also a fraction of a tanh.
+const std::vector<uint16_t>& gelu_table() {
+  static const std::vector<uint16_t> table = [] {
+    std::vector<uint16_t> t(65536);
+    for (uint32_t h = 0; h < 65536; ++h) t[h] = f32_to_fp16(gelu_exact(fp16_to_f32(uint16_t(h))));
+    return t;
+  }();
+  return table;
+}
+}  // namespace
+
 void gelu_mul_inplace(float* gate, const float* up, int64_t n) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f;
+  const uint16_t* table = gelu_table().data();
   for (int64_t i = 0; i < n; ++i) {
     const float x = gate[i];
-    gate[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCubic * x * x))) * up[i];
+    const float g = x <= -10.0f ? 0.0f : x >= 10.0f ? x : fp16_to_f32(table[f32_to_fp16(x)]);
+    gate[i] = g * up[i];
   }
 }
 
 void softcap_inplace(float* x, int64_t n, float cap) {
   const float inv = 1.0f / cap;
   for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
+}
+
+void softmax_window_inplace(float* x, int64_t lo, int64_t len) {
+  const int64_t lo16 = lo / 16 * 16;
+  std::fill(x + lo16, x + lo, -INFINITY);
+  softmax_inplace(x + lo16, len - lo16);
 }
 
 TF_FMA_CLONES

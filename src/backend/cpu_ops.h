@@ -59,8 +59,11 @@ void add_inplace(float* x, const float* y, int64_t n);
 // row).
 void silu_mul_inplace(float* gate, const float* up, int64_t n);
 // gate[i] = gelu(gate[i]) * up[i] (GeGLU), with GELU's tanh approximation
-// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as gemma's gelu_pytorch_tanh.
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (gemma's gelu_pytorch_tanh), in fp16 as
+// llama.cpp computes it: gelu_exact of the input rounded to fp16, rounded to fp16; 0 below -10
+// and x above 10.
 void gelu_mul_inplace(float* gate, const float* up, int64_t n);
+float gelu_exact(float x);  // the formula in float
 // x[i] = cap * tanh(x[i] / cap): soft-capping of scores or logits (gemma2).
 void softcap_inplace(float* x, int64_t n, float cap);
 
@@ -77,6 +80,11 @@ void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopePa
 // Softmax of n values in place, rounding like llama.cpp's soft_max on a row that continues
 // with -inf up to a multiple of 16 (its attention rows are padded to a multiple of 32 cells).
 void softmax_inplace(float* x, int64_t n);
+// Softmax of x[lo, len) as llama.cpp computes it over the whole row [0, len) with the cells
+// before lo masked to -inf (a sliding window): its sums run in groups of 16 from cell 0, so
+// this starts at lo rounded down to 16 with the cells before lo set to -inf (exact zeros).
+// The same bits as softmax_inplace(x, len) on the masked row; x[0, lo16) is not touched.
+void softmax_window_inplace(float* x, int64_t lo, int64_t len);
 
 // The scalar code of silu_mul_inplace and softmax_inplace, which use SIMD kernels computing
 // the same bits where the CPU has them (tests compare the two).

@@ -313,7 +313,7 @@ void Context::attention(int64_t layer, const int32_t* pos, const int32_t* seq, i
       for (int64_t h = 0; h < hg; ++h) {
         float* s = sc + size_t(h) * size_t(n_ctx);
         if (shape.softcap > 0.f) softcap_inplace(s + lo, len - lo, shape.softcap);
-        softmax_inplace(s + lo, len - lo);
+        softmax_window_inplace(s, lo, len);
         kernels::round_to_f16(s + lo, len - lo);
         std::fill(s + b0, s + lo, 0.0f);
       }
@@ -365,7 +365,7 @@ void Context::attention_q8(int64_t layer, const int32_t* pos, const int32_t* seq
       if (whole_blocks)
         for (int64_t j = lo; j < len; ++j) sc[j] *= scale;
       if (shape.softcap > 0.f) softcap_inplace(sc + lo, len - lo, shape.softcap);
-      softmax_inplace(sc + lo, len - lo);
+      softmax_window_inplace(sc, lo, len);
       std::fill(sc + b0, sc + lo, 0.0f);
       kernels::q8_0_weighted_sum(from_block(kv_.values(layer, seq[t]), b0), len - b0, kvh * D, D,
                                  sc + b0, &att_[size_t(t * Q + h * D)]);
@@ -458,7 +458,7 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
         const int64_t len = int64_t(pos[t]) + 1, lo = shape.first(pos[t]);
         for (int64_t j = lo; j < len; ++j) sc[j] *= shape.scale;
         if (shape.softcap > 0.f) softcap_inplace(sc + lo, len - lo, shape.softcap);
-        softmax_inplace(sc + lo, len - lo);
+        softmax_window_inplace(sc, lo, len);
         kernels::f32_to_f16_row(sc + lo, p16 + lo, len - lo);
         std::fill(p16 + b0, p16 + lo, uint16_t(0));      // before the window
         std::fill(p16 + len, p16 + cells, uint16_t(0));  // cells the token does not see

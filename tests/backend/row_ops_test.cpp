@@ -200,4 +200,51 @@ TEST(RowOpsDispatch, EveryLevelMatchesReference) {
 }
 
 }  // namespace
+// GeGLU: GELU in fp16 as llama.cpp's table gives it (within fp16 of the float formula, exact
+// at table points), 0 below -10, the identity above 10, times up in float; and soft-capping.
+TEST(GeluSoftcap, GeluMulIsTheFp16TableTimesUp) {
+  std::vector<float> x, up;
+  for (float v = -12.f; v <= 12.f; v += 0.0371f) {
+    x.push_back(v);
+    up.push_back(0.5f + 0.01f * float(x.size() % 7));
+  }
+  std::vector<float> g = x;
+  gelu_mul_inplace(g.data(), up.data(), int64_t(g.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float v = x[i];
+    float want = v <= -10.f ? 0.f : v >= 10.f ? v : gelu_exact(fp16_to_f32(f32_to_fp16(v)));
+    if (v > -10.f && v < 10.f) want = fp16_to_f32(f32_to_fp16(want));
+    ASSERT_EQ(g[i], want * up[i]) << v;
+    EXPECT_NEAR(g[i], gelu_exact(v) * up[i], 2e-3 * (1 + std::fabs(v))) << v;
+  }
+  float one = 1.f;
+  const float three = 3.f;
+  gelu_mul_inplace(&one, &three, 1);
+  EXPECT_NEAR(one, 3 * 0.841192f, 3e-3);  // gelu(1) = 0.8412
+  std::vector<float> c = {-1000.f, -1.f, 0.f, 2.f, 1000.f};
+  softcap_inplace(c.data(), 5, 30.f);
+  EXPECT_NEAR(c[0], -30.f, 1e-4);
+  EXPECT_NEAR(c[1], 30 * std::tanh(-1 / 30.), 1e-6);
+  EXPECT_EQ(c[2], 0.f);
+  EXPECT_NEAR(c[4], 30.f, 1e-4);
+}
+
+// A sliding window's softmax is the masked full row's, bit for bit (llama.cpp's rounding).
+TEST(GeluSoftcap, WindowedSoftmaxIsTheMaskedRow) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  for (int64_t len : {1, 17, 40, 100, 333})
+    for (int64_t lo : {int64_t(0), len / 3, len - 1}) {
+      std::vector<float> row(static_cast<size_t>(len));
+      for (float& v : row) v = nd(rng);
+      std::vector<float> full = row;
+      std::fill(full.begin(), full.begin() + lo, -INFINITY);
+      softmax_inplace(full.data(), len);
+      softmax_window_inplace(row.data(), lo, len);
+      for (int64_t j = lo; j < len; ++j)
+        ASSERT_EQ(row[size_t(j)], full[size_t(j)]) << len << " " << lo;
+      for (int64_t j = 0; j < lo; ++j) EXPECT_EQ(full[size_t(j)], 0.f);
+    }
+}
+
 }  // namespace tf
