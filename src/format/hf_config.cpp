@@ -20,6 +20,9 @@ constexpr ArchEntry kArchs[] = {
     {"MistralForCausalLM", "llama"},  // llama.cpp converts it as Llama
     {"Qwen2ForCausalLM", "qwen2"},
     {"Qwen3ForCausalLM", "qwen3"},
+    {"MixtralForCausalLM", "llama"},  // Llama with experts, as llama.cpp converts it
+    {"Qwen2MoeForCausalLM", "qwen2moe"},
+    {"Qwen3MoeForCausalLM", "qwen3moe"},
 };
 
 std::string supported_list() {
@@ -55,6 +58,45 @@ std::vector<float> llama3_rope_factors(const json& rs, const std::string& what, 
     }
   }
   return out;
+}
+
+// The experts: Mixtral's num_local_experts of intermediate_size (llama.cpp writes no expert
+// width for it), Qwen-MoE's num_experts of moe_intermediate_size, every layer sparse.
+void read_experts(const json& c, const std::string& what, const std::string& hf_arch, Hparams& h,
+                  Metadata& kv) {
+  const std::string a = h.arch + ".";
+  const bool mixtral = hf_arch == "MixtralForCausalLM";
+  if (!mixtral && h.arch != "qwen2moe" && h.arch != "qwen3moe") return;
+  const char* count_key = mixtral ? "num_local_experts" : "num_experts";
+  const auto n = get_int(c, count_key, what, 1, 4096);
+  if (!n) throw Error(what + ": required key \"" + std::string(count_key) + "\" is missing");
+  const auto used = get_int(c, "num_experts_per_tok", what, 1, *n);
+  if (!used) throw Error(what + ": required key \"num_experts_per_tok\" is missing");
+  h.n_expert = *n;
+  h.n_ff_exp = h.n_ff;
+  if (!mixtral) {
+    const auto w = get_int(c, "moe_intermediate_size", what, 1, int64_t(1) << 20);
+    if (!w) throw Error(what + ": required key \"moe_intermediate_size\" is missing");
+    h.n_ff_exp = *w;
+    // Dense layers among the sparse ones are not supported (no released model has them).
+    if (get_int(c, "decoder_sparse_step", what, 1, 4096).value_or(1) != 1)
+      throw Error(what + ": decoder_sparse_step other than 1 is not supported");
+    if (auto m = c.find("mlp_only_layers"); m != c.end() && !(m->is_array() && m->empty()))
+      throw Error(what + ": mlp_only_layers is not supported");
+  }
+  kv.emplace_back(a + "expert_count", u32(uint32_t(h.n_expert)));
+  kv.emplace_back(a + "expert_used_count", u32(uint32_t(*used)));
+  if (!mixtral) kv.emplace_back(a + "expert_feed_forward_length", u32(uint32_t(h.n_ff_exp)));
+  if (h.arch == "qwen3moe" && !get_bool(c, "norm_topk_prob", what, true))
+    kv.emplace_back(a + "expert_weights_norm", detail::boolean(false));
+  if (h.arch == "qwen2moe") {
+    if (get_bool(c, "norm_topk_prob", what, false))
+      kv.emplace_back(a + "expert_weights_norm", detail::boolean(true));
+    const auto sh = get_int(c, "shared_expert_intermediate_size", what, 0, int64_t(1) << 20);
+    h.n_ff_shexp = sh.value_or(0);
+    if (h.n_ff_shexp > 0)
+      kv.emplace_back(a + "expert_shared_feed_forward_length", u32(uint32_t(h.n_ff_shexp)));
+  }
 }
 
 }  // namespace
@@ -97,9 +139,9 @@ Hparams read_hparams(const json& c, const std::string& what, Metadata& kv) {
   h.n_vocab = get_int(c, "vocab_size", what, 1, int64_t(1) << 24).value_or(0);
   h.tied = get_bool(c, "tie_word_embeddings", what, false);
   h.permute_qk = h.arch == "llama";
-  h.qkv_bias =
-      h.arch == "qwen2" || (h.arch == "llama" && get_bool(c, "attention_bias", what, false));
-  h.qk_norm = h.arch == "qwen3";
+  h.qkv_bias = h.arch == "qwen2" || h.arch == "qwen2moe" ||
+               (h.arch == "llama" && get_bool(c, "attention_bias", what, false));
+  h.qk_norm = h.arch == "qwen3" || h.arch == "qwen3moe";
   if (h.arch == "llama" && h.n_vocab == 0)
     throw Error(what + ": required key \"vocab_size\" is missing");
 
@@ -125,6 +167,7 @@ Hparams read_hparams(const json& c, const std::string& what, Metadata& kv) {
     kv.emplace_back(a + "attention.value_length", u32(uint32_t(h.head_dim)));
   }
   kv.emplace_back("general.file_type", u32(0));  // set by the importer once types are known
+  read_experts(c, what, hf_arch, h, kv);
 
   if (h.arch == "llama") {
     kv.emplace_back(a + "vocab_size", u32(uint32_t(h.n_vocab)));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "format/hf_internal.h"
@@ -11,7 +12,8 @@
 namespace tf::hf {
 
 namespace detail {
-std::string gguf_name(const std::string& name, int64_t n_layer, const std::string& what);
+std::string gguf_name(const std::string& name, int64_t n_layer, const std::string& what,
+                      int64_t* expert);
 }
 
 namespace {
@@ -40,6 +42,13 @@ std::vector<int64_t> expected_shape(const std::string& g, const Hparams& h, int6
   if (ends("attn_q_norm.weight") || ends("attn_k_norm.weight")) return {h.head_dim};
   if (ends("ffn_gate.weight") || ends("ffn_up.weight")) return {h.n_ff, h.n_embd};
   if (ends("ffn_down.weight")) return {h.n_embd, h.n_ff};
+  // Experts (each one's own tensor), the router, the shared expert and its gate.
+  if (ends("ffn_gate_exps.weight") || ends("ffn_up_exps.weight")) return {h.n_ff_exp, h.n_embd};
+  if (ends("ffn_down_exps.weight")) return {h.n_embd, h.n_ff_exp};
+  if (ends("ffn_gate_inp.weight")) return {h.n_expert, h.n_embd};
+  if (ends("ffn_gate_shexp.weight") || ends("ffn_up_shexp.weight")) return {h.n_ff_shexp, h.n_embd};
+  if (ends("ffn_down_shexp.weight")) return {h.n_embd, h.n_ff_shexp};
+  if (ends("ffn_gate_inp_shexp.weight")) return {1, h.n_embd};
   return {h.n_embd};  // the norms
 }
 
@@ -49,7 +58,9 @@ DType out_type(const std::string& gguf_name, size_t n_dims, DType src, OutType o
       gguf_name.size() >= 12 && gguf_name.compare(gguf_name.size() - 12, 12, "_norm.weight") == 0;
   const bool is_weight =
       gguf_name.size() >= 7 && gguf_name.compare(gguf_name.size() - 7, 7, ".weight") == 0;
-  if (n_dims <= 1 || is_norm || !is_weight) return DType::F32;
+  // The routers stay F32, as the converter keeps them.
+  const bool is_router = gguf_name.find("ffn_gate_inp") != std::string::npos;
+  if (n_dims <= 1 || is_norm || !is_weight || is_router) return DType::F32;
   switch (out) {
     case OutType::kF32:
       return DType::F32;
@@ -122,8 +133,11 @@ std::unique_ptr<Import> import_dir(const std::string& dir_in, OutType out) {
     imp->tensors.push_back(std::move(t));
   }
   std::set<std::string> have;
+  // Stacked experts being gathered: GGUF name -> each expert's tensor (all must come).
+  std::map<std::string, std::vector<const safetensors::Tensor*>> stacks;
   for (const std::string& name : names) {
-    const std::string g = detail::gguf_name(name, h.n_layer, dir);
+    int64_t expert = -1;
+    const std::string g = detail::gguf_name(name, h.n_layer, dir, &expert);
     if (g.empty()) continue;
     if (g == "output.weight" && h.tied) continue;  // tied: the model reuses token_embd
     const safetensors::Tensor* src = name == "model.embed_tokens.weight" ? embd : w.find(name);
@@ -135,6 +149,28 @@ std::unique_ptr<Import> import_dir(const std::string& dir_in, OutType out) {
     if (src->shape != want)
       throw Error(where + " has shape " + shape_str(src->shape) + ", expected " + shape_str(want) +
                   " from config.json");
+    if (expert >= 0) {
+      if (expert >= h.n_expert)
+        throw Error(where + " is for expert " + std::to_string(expert) + " but config.json has " +
+                    std::to_string(h.n_expert));
+      auto& parts = stacks[g];
+      parts.resize(size_t(h.n_expert), nullptr);
+      parts[size_t(expert)] = src;
+      if (std::count(parts.begin(), parts.end(), nullptr) > 0) continue;
+      for (const safetensors::Tensor* p : parts)
+        if (p->type != parts[0]->type)
+          throw Error(dir + ": the experts of '" + g + "' have different dtypes");
+      TensorPlan t;  // complete: one tensor of n_expert slices, expert 0 first
+      t.name = g;
+      t.source = parts[0]->name;
+      t.src = parts[0];
+      t.parts = parts;
+      t.dims = {src->shape[1], src->shape[0], h.n_expert};
+      t.type = out_type(g, 3, src->type, out);
+      have.insert(g);
+      imp->tensors.push_back(std::move(t));
+      continue;
+    }
     TensorPlan t;
     t.name = g;
     t.source = src->name;
@@ -154,14 +190,29 @@ std::unique_ptr<Import> import_dir(const std::string& dir_in, OutType out) {
   for (int64_t i = 0; i < h.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     for (const char* s : {"attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
-                          "attn_output.weight", "ffn_norm.weight", "ffn_gate.weight",
-                          "ffn_up.weight", "ffn_down.weight"})
+                          "attn_output.weight", "ffn_norm.weight"})
       need.push_back(p + s);
+    if (h.n_expert == 0) {
+      for (const char* s : {"ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"})
+        need.push_back(p + s);
+    } else {
+      for (const char* s : {"ffn_gate_inp.weight", "ffn_gate_exps.weight", "ffn_up_exps.weight",
+                            "ffn_down_exps.weight"})
+        need.push_back(p + s);
+      if (h.n_ff_shexp > 0)
+        for (const char* s : {"ffn_gate_shexp.weight", "ffn_up_shexp.weight",
+                              "ffn_down_shexp.weight", "ffn_gate_inp_shexp.weight"})
+          need.push_back(p + s);
+    }
     if (h.qkv_bias)
       for (const char* s : {"attn_q.bias", "attn_k.bias", "attn_v.bias"}) need.push_back(p + s);
     if (h.qk_norm)
       for (const char* s : {"attn_q_norm.weight", "attn_k_norm.weight"}) need.push_back(p + s);
   }
+  for (const auto& [g, parts] : stacks)
+    if (!have.count(g))
+      throw Error(dir + ": '" + g + "' lacks expert " +
+                  std::to_string(std::find(parts.begin(), parts.end(), nullptr) - parts.begin()));
   for (const std::string& g : need)
     if (!have.count(g))
       throw Error(dir + ": the checkpoint has no tensor for '" + g + "'" +

@@ -38,6 +38,8 @@ struct TensorPlan {
   std::string source;         // Hugging Face name ("" for generated tensors)
   const safetensors::Tensor* src = nullptr;
   std::vector<float> values;  // generated tensors (rope_freqs.weight)
+  // Stacked experts: the experts' tensors in order (src is the first), each a slice of rows.
+  std::vector<const safetensors::Tensor*> parts;
   // > 0: the rows (or, for a 1-D bias, the elements) are permuted from Hugging Face's
   // rotate-half RoPE layout to the interleaved pairs GGUF llama uses, in this many heads.
   int64_t permute_heads = 0;
@@ -49,7 +51,7 @@ struct TensorPlan {
 
 struct Import {
   std::string dir;
-  std::string arch;  // "llama", "qwen2", "qwen3"
+  std::string arch;  // "llama", "qwen2", "qwen3", "qwen2moe", "qwen3moe"
   Metadata metadata;
   std::vector<TensorPlan> tensors;
   safetensors::ShardSet weights;  // owns the bytes the plans point into

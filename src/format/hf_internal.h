@@ -42,6 +42,9 @@ struct Hparams {
   bool qkv_bias = false;          // qwen2 always; llama with attention_bias
   bool qk_norm = false;           // qwen3
   std::vector<float> rope_freqs;  // llama3 rope scaling factors (rope_freqs.weight), or empty
+  // Mixture of experts (Qwen3-MoE, Qwen2-MoE, Mixtral): experts per layer (0: dense), their
+  // feed-forward width, and qwen2moe's shared expert width (0: none).
+  int64_t n_expert = 0, n_ff_exp = 0, n_ff_shexp = 0;
 };
 Hparams read_hparams(const json& config, const std::string& what, Metadata& kv);
 

@@ -46,6 +46,14 @@ int64_t TensorPlan::n_rows() const {
 
 void TensorPlan::read_row(int64_t row, float* out) const {
   const int64_t n = dims[0];
+  if (!parts.empty()) {  // stacked experts: part e holds rows [e * per, (e + 1) * per)
+    const int64_t per = n_rows() / int64_t(parts.size());
+    TensorPlan one;
+    one.dims = {n, per};
+    one.src = parts[size_t(row / per)];
+    one.read_row(row % per, out);
+    return;
+  }
   if (!src) {
     std::memcpy(out, values.data() + size_t(row * n), size_t(n) * sizeof(float));
     return;
@@ -87,11 +95,43 @@ constexpr LayerTensor kLayerTensors[] = {
     {"mlp.gate_proj.weight", "ffn_gate.weight"},
     {"mlp.up_proj.weight", "ffn_up.weight"},
     {"mlp.down_proj.weight", "ffn_down.weight"},
+    // Mixtures of experts: the router, and qwen2moe's shared expert with its gate.
+    {"mlp.gate.weight", "ffn_gate_inp.weight"},
+    {"block_sparse_moe.gate.weight", "ffn_gate_inp.weight"},
+    {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+    {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
+    {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
+    {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"},
 };
+
+// Expert E's matrices, "<prefix>E.<suffix>": each is slice E of a stacked GGUF tensor.
+struct ExpertTensor {
+  const char* prefix;
+  const char* suffix;
+  const char* gguf;
+};
+constexpr ExpertTensor kExpertTensors[] = {
+    {"mlp.experts.", "gate_proj.weight", "ffn_gate_exps.weight"},
+    {"mlp.experts.", "up_proj.weight", "ffn_up_exps.weight"},
+    {"mlp.experts.", "down_proj.weight", "ffn_down_exps.weight"},
+    {"block_sparse_moe.experts.", "w1.weight", "ffn_gate_exps.weight"},  // Mixtral
+    {"block_sparse_moe.experts.", "w3.weight", "ffn_up_exps.weight"},
+    {"block_sparse_moe.experts.", "w2.weight", "ffn_down_exps.weight"},
+};
+
+// The number at the start of s (at most 6 digits) and the position after it, or -1.
+std::pair<int64_t, size_t> leading_number(const std::string& s, size_t pos) {
+  size_t end = pos;
+  while (end < s.size() && end - pos < 6 && s[end] >= '0' && s[end] <= '9') ++end;
+  if (end == pos) return {-1, pos};
+  return {std::stoll(s.substr(pos, end - pos)), end};
+}
 
 // The GGUF name of a Hugging Face tensor, "" for one the model does not use (llama.cpp drops
 // rotary caches the same way), or throws for a name it does not know.
-std::string gguf_name(const std::string& name, int64_t n_layer, const std::string& what) {
+std::string gguf_name(const std::string& name, int64_t n_layer, const std::string& what,
+                      int64_t* expert) {
+  *expert = -1;
   if (name == "model.embed_tokens.weight") return "token_embd.weight";
   if (name == "model.norm.weight") return "output_norm.weight";
   if (name == "lm_head.weight") return "output.weight";
@@ -112,6 +152,16 @@ std::string gguf_name(const std::string& name, int64_t n_layer, const std::strin
       const std::string rest = name.substr(end + 1);
       for (const LayerTensor& t : kLayerTensors)
         if (rest == t.hf) return "blk." + std::to_string(layer) + "." + t.gguf;
+      for (const ExpertTensor& t : kExpertTensors) {
+        const size_t pl = std::strlen(t.prefix);
+        if (rest.compare(0, pl, t.prefix) != 0) continue;
+        const auto [e, after] = leading_number(rest, pl);
+        if (e >= 0 && after < rest.size() && rest[after] == '.' &&
+            rest.compare(after + 1, std::string::npos, t.suffix) == 0) {
+          *expert = e;
+          return "blk." + std::to_string(layer) + "." + t.gguf;
+        }
+      }
     }
   }
   throw Error(what + ": tensor '" + name + "' is not one this architecture uses");

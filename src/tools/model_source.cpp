@@ -51,7 +51,9 @@ Plan plan(const std::string& dir, const std::string& type) {
   const bool quantized = mix && out == hf::OutType::kAuto;
   for (const hf::TensorPlan& t : imp.tensors) {
     const DType from = t.src ? t.src->type : DType::F32;
-    TensorReport r{t.name, from, t.type, t.src ? t.src->nbytes : t.values.size() * 4, 0, false, ""};
+    size_t in_bytes = t.src ? t.src->nbytes : t.values.size() * 4;
+    if (!t.parts.empty()) in_bytes *= t.parts.size();  // experts of one shape and dtype
+    TensorReport r{t.name, from, t.type, in_bytes, 0, false, ""};
     if (quantized && is_quantizable(t.name, t.dims)) {
       const TypeChoice c = choose_type(*mix, t.name, t.dims, shape, /*pure=*/false);
       r.to = c.type;
@@ -94,7 +96,9 @@ void write_tensors(const Plan& p, GgufStreamWriter& w, int threads, bool progres
       else
         std::fprintf(stderr, "%s\n", line);
     }
-    if (!r.converted && t.src) {
+    if (!r.converted && !t.parts.empty()) {  // stacked experts, one after the other
+      for (const auto* part : t.parts) rows.raw(part->data, part->nbytes, on_bytes);
+    } else if (!r.converted && t.src) {
       rows.raw(t.src->data, t.src->nbytes, on_bytes);
     } else {
       rows.rows(

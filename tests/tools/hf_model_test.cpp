@@ -263,6 +263,8 @@ struct Shape {
   int64_t n_layer = 2, n_embd = 64, n_head = 4, n_kv = 2, head_dim = 16, n_ff = 96, n_vocab = 64;
   bool bias = false;         // llama with attention_bias (its Q/K biases permuted too)
   bool rope_llama3 = false;  // Llama 3.1 rope_scaling: a generated rope_freqs.weight
+  // Experts (arch qwen3moe, or llama written as Mixtral's names): count, per token, width.
+  int64_t n_expert = 0, n_used = 2, n_ff_exp = 32;
 };
 
 // One tensor with its values stored in `dtype` (and those exact values as floats).
@@ -337,10 +339,24 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
     if (s.arch == "qwen2" || s.bias)
       for (const char* b : {"q", "k", "v"})
         add(p + "self_attn." + b + "_proj.bias", {b[0] == 'q' ? q : kv}, 0, 0.2f);
-    if (s.arch == "qwen3")
+    if (s.arch == "qwen3" || s.arch == "qwen3moe")
       for (const char* b : {"q", "k"})
         add(p + "self_attn." + b + "_norm.weight", {s.head_dim}, 1, 0.2f);
     add(p + "post_attention_layernorm.weight", {s.n_embd}, 1, 0.1f);
+    if (s.n_expert > 0) {
+      const bool mixtral = s.arch == "llama";
+      const int64_t fx = mixtral ? s.n_ff : s.n_ff_exp;
+      add(p + (mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight"),
+          {s.n_expert, s.n_embd}, 0, 1.0f);
+      for (int64_t e = 0; e < s.n_expert; ++e) {
+        const std::string x =
+            p + (mixtral ? "block_sparse_moe.experts." : "mlp.experts.") + std::to_string(e) + ".";
+        add(x + (mixtral ? "w1.weight" : "gate_proj.weight"), {fx, s.n_embd}, 0, 0.2f);
+        add(x + (mixtral ? "w3.weight" : "up_proj.weight"), {fx, s.n_embd}, 0, 0.2f);
+        add(x + (mixtral ? "w2.weight" : "down_proj.weight"), {s.n_embd, fx}, 0, 0.2f);
+      }
+      continue;
+    }
     add(p + "mlp.gate_proj.weight", {s.n_ff, s.n_embd}, 0, 0.2f);
     add(p + "mlp.up_proj.weight", {s.n_ff, s.n_embd}, 0, 0.2f);
     add(p + "mlp.down_proj.weight", {s.n_embd, s.n_ff}, 0, 0.2f);
@@ -362,9 +378,10 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
   } else {
     test::write_bytes(dir + "/model.safetensors", test::safetensors_bytes(parts[0]));
   }
-  const char* cls = s.arch == "llama"   ? "LlamaForCausalLM"
+  const char* cls = s.arch == "llama"   ? (s.n_expert ? "MixtralForCausalLM" : "LlamaForCausalLM")
                     : s.arch == "qwen2" ? "Qwen2ForCausalLM"
-                                        : "Qwen3ForCausalLM";
+                    : s.arch == "qwen3moe" ? "Qwen3MoeForCausalLM"
+                                           : "Qwen3ForCausalLM";
   json cfg = {{"architectures", {cls}},        {"hidden_size", s.n_embd},
               {"intermediate_size", s.n_ff},   {"num_attention_heads", s.n_head},
               {"num_key_value_heads", s.n_kv}, {"num_hidden_layers", s.n_layer},
@@ -372,6 +389,16 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
               {"rope_theta", 10000.0},         {"max_position_embeddings", 256},
               {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
   if (s.head_dim != s.n_embd / s.n_head) cfg["head_dim"] = s.head_dim;
+  if (s.n_expert > 0) {
+    cfg[s.arch == "llama" ? "num_local_experts" : "num_experts"] = s.n_expert;
+    cfg["num_experts_per_tok"] = s.n_used;
+    if (s.arch != "llama") {
+      cfg["moe_intermediate_size"] = s.n_ff_exp;
+      cfg["norm_topk_prob"] = true;
+      cfg["decoder_sparse_step"] = 1;
+      cfg["mlp_only_layers"] = json::array();
+    }
+  }
   if (s.bias) cfg["attention_bias"] = true;
   if (s.rope_llama3)
     cfg["rope_scaling"] = {{"rope_type", "llama3"},
@@ -412,6 +439,11 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
     w.set_u32(a + "attention.key_length", uint32_t(s.head_dim));
     w.set_u32(a + "attention.value_length", uint32_t(s.head_dim));
   }
+  if (s.n_expert > 0) {
+    w.set_u32(a + "expert_count", uint32_t(s.n_expert));
+    w.set_u32(a + "expert_used_count", uint32_t(s.n_used));
+    if (s.arch != "llama") w.set_u32(a + "expert_feed_forward_length", uint32_t(s.n_ff_exp));
+  }
   auto gname = [](std::string n) {
     const std::pair<const char*, const char*> map[] = {
         {"model.embed_tokens.weight", "token_embd.weight"},
@@ -445,7 +477,37 @@ std::vector<uint8_t> write_synthetic(const Shape& s, const std::string& dir) {
     }
     w.add_tensor("rope_freqs.weight", DType::F32, {int64_t(f.size())}, f.data(), f.size() * 4);
   }
+  // Experts: each layer's router (kept F32) and the experts' matrices stacked in order.
+  std::map<std::string, std::pair<std::vector<int64_t>, std::vector<uint8_t>>> stacked;
+  DType expert_type = DType::F32;
   for (const Weight& x : ws) {
+    const size_t e = x.hf.find(".experts.");
+    if (x.hf.find("gate.weight") != std::string::npos &&
+        x.hf.find("gate_proj") == std::string::npos) {
+      const std::string l = x.hf.substr(13, x.hf.find('.', 13) - 13);  // after "model.layers."
+      w.add_tensor("blk." + l + ".ffn_gate_inp.weight", DType::F32, {x.shape[1], x.shape[0]},
+                   x.values.data(), x.values.size() * 4);
+      continue;
+    }
+    if (e == std::string::npos) continue;
+    const std::string l = x.hf.substr(13, x.hf.find('.', 13) - 13);
+    const std::string kind = x.hf.substr(x.hf.rfind('.', x.hf.size() - 8) + 1);
+    const char* g = kind == "w1.weight" || kind == "gate_proj.weight" ? "ffn_gate_exps.weight"
+                    : kind == "w3.weight" || kind == "up_proj.weight" ? "ffn_up_exps.weight"
+                                                                      : "ffn_down_exps.weight";
+    auto& [dims, bytes] = stacked["blk." + l + "." + g];
+    dims = {x.shape[1], x.shape[0], s.n_expert};
+    bytes.insert(bytes.end(), x.bits.begin(), x.bits.end());
+    expert_type = x.type;
+  }
+  for (const auto& [name, t] : stacked)
+    w.add_tensor(name, expert_type, t.first, t.second.data(), t.second.size());
+  for (const Weight& x : ws) {
+    if (x.hf.find(".experts.") != std::string::npos ||
+        x.hf.find("gate.weight") != std::string::npos)
+      if (x.hf.find("gate_proj") == std::string::npos ||
+          x.hf.find(".experts.") != std::string::npos)
+        continue;
     const std::string g = gname(x.hf);
     std::vector<int64_t> dims(x.shape.rbegin(), x.shape.rend());
     if (x.shape.size() == 1) {  // 1-D: F32; a llama Q/K bias permuted like its matrix's rows
@@ -496,22 +558,57 @@ TEST_P(HfSynthetic, LogitsEqualTheHandWrittenGguf) {
   }
   EXPECT_EQ(mine->file().find("general.architecture")->str, s.arch);
   EXPECT_EQ(mine->file().find_tensor("output.weight") != nullptr, !s.tied);
+  if (s.n_expert > 0) {  // the experts became one stacked tensor, and bench counts 2 of them
+    const auto* t = mine->file().find_tensor("blk.1.ffn_down_exps.weight");
+    ASSERT_NE(t, nullptr);
+    EXPECT_EQ(t->dims[2], s.n_expert);
+    EXPECT_EQ(mine->weight_bytes(), twin->weight_bytes());
+    EXPECT_LT(mine->weight_bytes(), mine->file().file_size());
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, HfSynthetic,
-                         ::testing::Values(Shape{"llama"}, Shape{"llama", "F16", true},
-                                           Shape{"llama", "BF16", false, true}, Shape{"qwen2"},
-                                           Shape{"qwen2", "BF16", true, true},
-                                           Shape{"qwen3", "F32", false, false, 2, 64, 4, 2, 32},
-                                           Shape{"llama", "F32", false, false, 2, 64, 4, 2, 16, 96,
-                                                 64, true, true}),
-                         [](const auto& info) {
-                           const Shape& s = info.param;
-                           return s.arch + "_" + s.dtype + (s.tied ? "_tied" : "") +
-                                  (s.sharded ? "_sharded" : "") +
-                                  (s.head_dim != s.n_embd / s.n_head ? "_headdim" : "") +
-                                  (s.bias ? "_bias" : "") + (s.rope_llama3 ? "_rope_llama3" : "");
-                         });
+// Experts that do not add up are named: config.json says 5 and the router 4, or 3 and an
+// expert has index 3.
+TEST(HfModel, MissingExpertsAreNamed) {
+  Shape s{"qwen3moe"};
+  s.n_expert = 4;
+  test::TempDir dir("hf-moe-bad");
+  write_synthetic(s, dir.path);
+  json c = json::parse(test::read_file(dir.path + "/config.json"));
+  c["num_experts"] = 5;
+  test::write_text(dir.path + "/config.json", c.dump());
+  try {
+    import(dir.path);
+    ADD_FAILURE() << "accepted";
+  } catch (const tf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has shape [4, 64], expected [5, 64]"), std::string::npos)
+        << e.what();  // the router says there are 4
+  }
+  c["num_experts"] = 3;
+  test::write_text(dir.path + "/config.json", c.dump());
+  try {
+    import(dir.path);
+    ADD_FAILURE() << "accepted";
+  } catch (const tf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is for expert 3"), std::string::npos) << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Archs, HfSynthetic,
+    ::testing::Values(
+        Shape{"llama"}, Shape{"llama", "F16", true}, Shape{"llama", "BF16", false, true},
+        Shape{"qwen2"}, Shape{"qwen2", "BF16", true, true},
+        Shape{"qwen3", "F32", false, false, 2, 64, 4, 2, 32},
+        Shape{"llama", "F32", false, false, 2, 64, 4, 2, 16, 96, 64, true, true},
+        Shape{"qwen3moe", "BF16", false, true, 2, 64, 4, 2, 32, 96, 64, false, false, 8, 2, 32},
+        Shape{"llama", "F16", false, false, 2, 64, 4, 2, 16, 64, 64, false, false, 4, 2}),
+    [](const auto& info) {
+      const Shape& s = info.param;
+      return s.arch + "_" + s.dtype + (s.tied ? "_tied" : "") + (s.sharded ? "_sharded" : "") +
+             (s.head_dim != s.n_embd / s.n_head ? "_headdim" : "") + (s.bias ? "_bias" : "") +
+             (s.rope_llama3 ? "_rope_llama3" : "") + (s.n_expert ? "_experts" : "");
+    });
 
 // ----- what does not fit is a clear error -----
 
