@@ -503,6 +503,37 @@ TEST(Deepseek2Reference, F16Weights) {
   check(s, 3e-2);
 }
 
+// A prompt over two KV blocks (64 positions each), on a model big enough (a 66000-token
+// output matrix: over 16 MB) that attention and the absorbed products run on both threads.
+TEST(Deepseek2Reference, LongPromptOverBlocksOnTwoThreads) {
+  DsSpec s = v3_spec();
+  s.n_vocab = 66000;
+  TensorMap T;
+  Loaded l = load(s, &T);
+  ASSERT_GT(l.model->weight_bytes(), size_t(16) << 20);
+  std::vector<int> tokens;
+  for (int i = 0; i < 90; ++i) tokens.push_back((i * 7 + i / 5) % 40);
+  const auto want = reference(s, T, tokens);
+  tf::ContextParams cp;
+  cp.n_ctx = 128;
+  cp.n_threads = 2;
+  cp.n_batch = 64;  // two forward steps
+  tf::Context ctx(*l.model, cp);
+  tf::Batch b;
+  for (size_t i = 0; i + 2 < tokens.size(); ++i) b.add(tokens[i], int32_t(i), 0, true);
+  ctx.decode(b);
+  double worst = 0;
+  for (size_t t = 0; t + 2 < tokens.size(); ++t)
+    worst = std::max(worst, worst_diff(ctx.logits(int64_t(t)), want[t]));
+  for (size_t t = tokens.size() - 2; t < tokens.size(); ++t) {  // then single tokens
+    b.clear();
+    b.add(tokens[t], int32_t(t), 0, true);
+    ctx.decode(b);
+    worst = std::max(worst, worst_diff(ctx.logits(0), want[t]));
+  }
+  EXPECT_LT(worst, 3e-2);
+}
+
 // A reference with one of the mistakes is far from the engine: each part is tested.
 TEST(Deepseek2Reference, MutationsAreCaught) {
   struct Case {
