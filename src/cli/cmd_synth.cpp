@@ -11,11 +11,12 @@ namespace tf::cli {
 
 Runner add_synth(CLI::App& app) {
   auto o = std::make_shared<tools::SynthOptions>();
-  CLI::App* c =
-      app.add_subcommand("synth", "write a random-weight llama/qwen2/qwen3/deepseek2 model (for benchmarks)");
+  CLI::App* c = app.add_subcommand(
+      "synth", "write a random-weight llama/qwen2/qwen3/deepseek2 model (for benchmarks)");
   c->add_option("-o,--output", o->out_path, "output GGUF file")->required();
   c->add_option("--vocab", o->vocab_path, "GGUF file to copy the tokenizer from")->required();
-  c->add_option("--arch", o->arch, "llama, qwen2, qwen3, qwen3moe or deepseek2")->capture_default_str();
+  c->add_option("--arch", o->arch, "llama, qwen2, qwen3, qwen3moe or deepseek2")
+      ->capture_default_str();
   c->add_option("--experts", o->experts, "experts per layer (mixture of experts; 0: dense)")
       ->capture_default_str();
   c->add_option("--experts-used", o->experts_used, "experts per token")->capture_default_str();

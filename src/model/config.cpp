@@ -51,12 +51,14 @@ void read_deepseek2_experts(const gguf::File& f, const std::string& a, ModelConf
     bad(f, a + "expert_weights_scale", "is out of range (0..1000]");
   c.expert_weights_scale = float(scale);
   const int64_t gating = f.get_int_or(a + "expert_gating_func", 1);  // absent: softmax (V2)
-  if (gating != 1 && gating != 2) bad(f, a + "expert_gating_func", "must be 1 (softmax) or 2 (sigmoid)");
+  if (gating != 1 && gating != 2)
+    bad(f, a + "expert_gating_func", "must be 1 (softmax) or 2 (sigmoid)");
   c.expert_gating_sigmoid = gating == 2;
   c.n_expert_group = f.get_int_or(a + "expert_group_count", 1);
   if (c.n_expert_group < 1 || c.n_expert_group > c.n_expert || c.n_expert % c.n_expert_group != 0)
-    bad(f, a + "expert_group_count", "= " + std::to_string(c.n_expert_group) +
-                                         " must divide expert_count " + std::to_string(c.n_expert));
+    bad(f, a + "expert_group_count",
+        "= " + std::to_string(c.n_expert_group) + " must divide expert_count " +
+            std::to_string(c.n_expert));
   c.n_group_used = f.get_int_or(a + "expert_group_used_count", c.n_expert_group);
   if (c.n_group_used < 1 || c.n_group_used > c.n_expert_group)
     bad(f, a + "expert_group_used_count", "must be in 1..expert_group_count");
@@ -134,8 +136,8 @@ ModelConfig ModelConfig::from_gguf(const gguf::File& f) {
                          f.get_int_or(a + "feed_forward_length", 0), kMaxDim);
     // Qwen3-MoE (norm_topk_prob) and Mixtral renormalize the chosen experts' weights; Qwen2-MoE
     // (Qwen1.5-MoE, Qwen2-57B-A14B) does not.
-    c.expert_weights_norm = f.get_bool_or(
-        a + "expert_weights_norm", c.arch != Arch::QWEN2MOE && c.arch != Arch::DEEPSEEK2);
+    c.expert_weights_norm = f.get_bool_or(a + "expert_weights_norm",
+                                          c.arch != Arch::QWEN2MOE && c.arch != Arch::DEEPSEEK2);
     const int64_t sh = f.get_int_or(a + "expert_shared_feed_forward_length", 0);
     if (sh < 0 || sh > kMaxDim)
       throw Error(f.path() + ": metadata '" + a +

@@ -22,6 +22,10 @@ constexpr int64_t kAttnParallelMinWork = int64_t(1) << 18;
 // t/s against 22-25k at 1; serial: 20-25k).
 constexpr size_t kSmallModelBytes = size_t(16) << 20;
 
+// MLA attention jobs score at most this many heads of a token together (the scratch holds a
+// score row of the context per head and thread).
+constexpr int64_t kMlaHeadsPerJob = 16;
+
 // The KV cache type, checked against the model: deepseek2's latent cache is f16 only.
 DType checked_kv_type(const ModelConfig& c, DType t) {
   if (c.mla() && t != DType::F16)
@@ -46,8 +50,8 @@ Context::Context(const Model& model, const ContextParams& params)
   xb_.resize(nb * std::max(cfg_.n_embd, cfg_.q_dim()));
   xb2_.resize(nb * cfg_.n_embd);
   q_.resize(nb * cfg_.q_dim());
-  k_.resize(nb * cfg_.kv_dim());
-  v_.resize(nb * cfg_.kv_dim());
+  k_.resize(cfg_.mla() ? 0 : nb * cfg_.kv_dim());  // MLA: its own buffers (see below)
+  v_.resize(cfg_.mla() ? 0 : nb * cfg_.kv_dim());
   att_.resize(nb * std::max(cfg_.q_dim(), cfg_.attn_out_dim()));
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
@@ -61,7 +65,8 @@ Context::Context(const Model& model, const ContextParams& params)
     mla_qh_.resize(nb * size_t(H * R));
     mla_o_.resize(nb * size_t(H * cfg_.kv_lora_rank));
     mla_rows_.assign(size_t(pool_.size()), std::vector<float>(size_t(cfg_.kv_lora_rank)));
-    scores_.resize(size_t(pool_.size()) * size_t(H) * size_t(kv_.n_ctx()));
+    scores_.resize(size_t(pool_.size()) * size_t(std::min<int64_t>(H, kMlaHeadsPerJob)) *
+                   size_t(kv_.n_ctx()));
   }
 }
 
@@ -546,10 +551,9 @@ void Context::route_token(const LayerWeights& L, float* p, int64_t t) {
       }
       for (int64_t g = 0; g < G; ++g) order[size_t(g)] = g;
       const float* gs = route_group_.data();
-      std::partial_sort(order.begin(), order.begin() + c.n_group_used, order.begin() + G,
-                        [&](int64_t a, int64_t b) {
-                          return gs[a] > gs[b] || (gs[a] == gs[b] && a < b);
-                        });
+      std::partial_sort(
+          order.begin(), order.begin() + c.n_group_used, order.begin() + G,
+          [&](int64_t a, int64_t b) { return gs[a] > gs[b] || (gs[a] == gs[b] && a < b); });
       for (int64_t k = c.n_group_used; k < G; ++k)
         std::fill_n(&route_sel_[size_t(order[size_t(k)] * per)], per, -INFINITY);
     }
@@ -637,10 +641,13 @@ void Context::mla_attention(int64_t layer, const int32_t* pos, const int32_t* se
   // from fp16 once for all of them).
   int64_t work = 0;
   for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * H * R;
-  int64_t hg = H;
+  int64_t hg = H;  // a divisor of H, at most kMlaHeadsPerJob
+  while (hg > kMlaHeadsPerJob)
+    for (--hg; H % hg != 0;) --hg;
   while (hg % 2 == 0 && n * H / hg < 2 * pool_.size()) hg /= 2;
   run_attention_jobs(n * H / hg, work, [&](int64_t b, int64_t e, int tid) {
-    float* sc = &scores_[size_t(tid) * size_t(H) * size_t(n_ctx)];
+    float* sc =
+        &scores_[size_t(tid) * size_t(std::min<int64_t>(H, kMlaHeadsPerJob)) * size_t(n_ctx)];
     for (int64_t job = b; job < e; ++job) {
       const int64_t t = job / (H / hg), h0 = job % (H / hg) * hg;
       const int64_t len = int64_t(pos[t]) + 1;

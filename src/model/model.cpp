@@ -201,9 +201,9 @@ namespace {
 // Every matrix of a layer, experts included.
 template <class F>
 void each_matrix(const LayerWeights& L, F f) {
-  for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down,
-                              &L.gate_inp, &L.sh_gate, &L.sh_up, &L.sh_down, &L.wq_a, &L.wq_b,
-                              &L.wkv_a, &L.wkv_b})
+  for (const WeightView* w :
+       {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_inp, &L.sh_gate,
+        &L.sh_up, &L.sh_down, &L.wq_a, &L.wq_b, &L.wkv_a, &L.wkv_b})
     f(*w, false);
   for (const auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
     for (const WeightView& w : *v) f(w, true);

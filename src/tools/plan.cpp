@@ -70,8 +70,8 @@ ModelShape shape_of(const Model& model, const std::string& name) {
   add_weight(groups, model.output());
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model.layer(l);
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down,
-                                &L.wq_a, &L.wq_b, &L.wkv_a, &L.wkv_b})
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.wq_a,
+                                &L.wq_b, &L.wkv_a, &L.wkv_b})
       add_weight(groups, *w);
   }
   for (const auto& [t, g] : groups) m.groups.push_back(g);

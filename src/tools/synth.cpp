@@ -94,12 +94,12 @@ void check_shape(const SynthOptions& o) {
       throw Error("synth: --shared-experts must be in 0..64");
     if (o.gating != "softmax" && o.gating != "sigmoid")
       throw Error("synth: --gating must be softmax or sigmoid");
-    if (o.experts > 0 &&
-        (o.expert_groups < 1 || o.experts % o.expert_groups != 0 || o.expert_groups_used < 1 ||
-         o.expert_groups_used > o.expert_groups ||
-         o.expert_groups_used * (o.experts / o.expert_groups) < o.experts_used))
-      throw Error("synth: --expert-groups must divide --experts, and --expert-groups-used (in "
-                  "1..groups) must leave at least --experts-used experts");
+    if (o.experts > 0 && (o.expert_groups < 1 || o.experts % o.expert_groups != 0 ||
+                          o.expert_groups_used < 1 || o.expert_groups_used > o.expert_groups ||
+                          o.expert_groups_used * (o.experts / o.expert_groups) < o.experts_used))
+      throw Error(
+          "synth: --expert-groups must divide --experts, and --expert-groups-used (in "
+          "1..groups) must leave at least --experts-used experts");
     return;
   }
   if (o.heads % o.kv_heads != 0)
@@ -122,7 +122,7 @@ SynthResult synth_model(const SynthOptions& o) {
   const bool ds = o.arch == "deepseek2";
   const int64_t q_dim = ds ? o.heads * (o.nope_dim + o.rope_dim) : o.heads * hd;
   const int64_t kv_dim = o.kv_heads * hd;
-  const bool qwen = o.arch != "llama";
+  const bool qwen = o.arch.rfind("qwen", 0) == 0;
 
   auto vocab = gguf::File::open(o.vocab_path);
   const gguf::Value* tokens = vocab->find("tokenizer.ggml.tokens");

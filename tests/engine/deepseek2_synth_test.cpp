@@ -66,7 +66,8 @@ TEST(Deepseek2Synth, LoadsGeneratesCachesTheLatentAndReadsOnlyActiveExperts) {
   so.out_path = path.string() + ".all";
   tf::tools::synth_model(so);
   const auto all = tf::Model::load(so.out_path);
-  EXPECT_EQ(all->weight_bytes() - engine->model().weight_bytes(), size_t(6 * 3 * 2 * 64 * 256 / 32 * 18));
+  EXPECT_EQ(all->weight_bytes() - engine->model().weight_bytes(),
+            size_t(6 * 3 * 2 * 64 * 256 / 32 * 18));
   std::filesystem::remove(so.out_path);
 
   tf::GenerateOptions go;
