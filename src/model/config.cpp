@@ -50,8 +50,9 @@ void read_deepseek2_experts(const gguf::File& f, const std::string& a, ModelConf
   if (!(scale > 0.0 && scale <= 1000.0))
     bad(f, a + "expert_weights_scale", "is out of range (0..1000]");
   c.expert_weights_scale = float(scale);
-  const int64_t gating = f.get_int_or(a + "expert_gating_func", 1);  // absent: softmax (V2)
-  if (gating != 1 && gating != 2)
+  // Absent or 0 ("none", as llama.cpp reads older V2 / V2.5 files): softmax.
+  const int64_t gating = f.get_int_or(a + "expert_gating_func", 1);
+  if (gating < 0 || gating > 2)
     bad(f, a + "expert_gating_func", "must be 1 (softmax) or 2 (sigmoid)");
   c.expert_gating_sigmoid = gating == 2;
   c.n_expert_group = f.get_int_or(a + "expert_group_count", 1);

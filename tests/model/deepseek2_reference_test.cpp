@@ -35,9 +35,10 @@ struct DsSpec {
   int yarn_orig_ctx = 4096;
   float rope_base = 10000.f;
   tf::DType wtype = tf::DType::F32;
-  // A seed whose routing has no near-ties that quantization noise could flip (seeds 7, 8, 11
-  // and 12 flip one expert choice at Q8_0 or Q4_0: the logits then differ by ~1).
-  uint32_t seed = 9;
+  // A seed whose routing has no near-ties that rounding could flip (a flipped expert choice
+  // moves the logits by ~1): of seeds 1..16, 1, 3, 7, 10, 12 and 16 pass every test here; the
+  // others flip one choice in one test or two (mostly the quantized ones).
+  uint32_t seed = 1;
 };
 
 std::vector<uint8_t> build(const DsSpec& s, TensorMap* values,
@@ -75,7 +76,7 @@ std::vector<uint8_t> build(const DsSpec& s, TensorMap* values,
   w.set_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_f32(a + "rope.freq_base", s.rope_base);
   w.set_f32(a + "expert_weights_scale", s.scale);
-  w.set_bool(a + "expert_weights_norm", s.norm);
+  if (s.norm) w.set_bool(a + "expert_weights_norm", true);  // absent: false
   if (s.yarn) {
     w.set_string(a + "rope.scaling.type", "yarn");
     w.set_f32(a + "rope.scaling.factor", s.yarn_factor);
@@ -205,6 +206,8 @@ enum class Mutation {
   kNoGroupLimit,   // experts chosen among all, not the best groups
   kNoScale,        // expert_weights_scale ignored
   kNoBias,         // exp_probs_b ignored for selection
+  kNoMscale,       // scores scaled by 1 / sqrt(key_length) only (YaRN's mscale^2 forgotten)
+  kNoYarnAngles,   // YaRN's magnitudes and scale, but the plain RoPE angles
 };
 
 std::vector<std::pair<int, double>> route(const DsSpec& s, const std::vector<float>& router,
@@ -264,9 +267,12 @@ std::vector<Vec> reference(const DsSpec& s, TensorMap& T, const std::vector<int>
   const size_t E = size_t(s.n_embd), H = size_t(s.n_head), N = size_t(s.nope), P = size_t(s.rope);
   const size_t C = size_t(s.kv_lora), V = size_t(s.v_dim), D = N + P, n = tokens.size();
   const double mscale = s.yarn ? 1 + s.yarn_log_mul * std::log(s.yarn_factor) : 1.0;
-  const double kq_scale = mscale * mscale / std::sqrt(double(D));
+  const double kq_scale = (m == Mutation::kNoMscale ? 1.0 : mscale * mscale) / std::sqrt(double(D));
+  DsSpec angles = s;  // the spec rope_ref reads the angles from
+  if (m == Mutation::kNoYarnAngles) angles.yarn = false;
   // The rotation's own YaRN magnitude is cancelled in deepseek2 (llama.cpp's attn_factor).
-  const double mag_mul = s.yarn ? 1 / (1 + 0.1 * std::log(s.yarn_factor)) : 1.0;
+  const double mag_mul =
+      s.yarn && m != Mutation::kNoYarnAngles ? 1 / (1 + 0.1 * std::log(s.yarn_factor)) : 1.0;
   std::vector<Vec> x(n, Vec(E));
   for (size_t t = 0; t < n; ++t)
     for (size_t i = 0; i < E; ++i) x[t][i] = T["token_embd.weight"][size_t(tokens[t]) * E + i];
@@ -286,7 +292,7 @@ std::vector<Vec> reference(const DsSpec& s, TensorMap& T, const std::vector<int>
       Vec c = slice(kva, 0, C);
       if (m != Mutation::kNoKvNorm) c = rmsnorm(c, T[p + "attn_kv_a_norm.weight"]);
       Vec kpe = slice(kva, C, P);
-      if (m != Mutation::kRopeWholeHead) rope_ref(kpe, 0, int(P), int(t), s, mag_mul);
+      if (m != Mutation::kRopeWholeHead) rope_ref(kpe, 0, int(P), int(t), angles, mag_mul);
       const auto& kvb = T[p + "attn_kv_b.weight"];
       k[t].assign(H * D, 0.0);
       v[t].assign(H * V, 0.0);
@@ -297,10 +303,10 @@ std::vector<Vec> reference(const DsSpec& s, TensorMap& T, const std::vector<int>
         for (size_t i = 0; i < P; ++i) k[t][h * D + N + i] = kpe[i];
         for (size_t i = 0; i < V; ++i) v[t][h * V + i] = vh[i];
         if (m == Mutation::kRopeWholeHead) {
-          rope_ref(k[t], h * D, int(D), int(t), s, mag_mul);
-          rope_ref(q[t], h * D, int(D), int(t), s, mag_mul);
+          rope_ref(k[t], h * D, int(D), int(t), angles, mag_mul);
+          rope_ref(q[t], h * D, int(D), int(t), angles, mag_mul);
         } else {
-          rope_ref(q[t], h * D + N, int(P), int(t), s, mag_mul);
+          rope_ref(q[t], h * D + N, int(P), int(t), angles, mag_mul);
         }
       }
     }
@@ -362,7 +368,7 @@ Loaded load(const DsSpec& s, TensorMap* T) {
 }
 
 const std::vector<int> kTokens = {3, 17, 5, 39, 0, 22, 8, 8, 31, 12, 4, 27};
-const std::vector<int> kOther = {9, 1, 33, 2, 14, 6, 20};
+const std::vector<int> kOther = {9, 1, 33, 2, 14, 16, 20};
 
 double worst_diff(const float* got, const Vec& want) {
   double w = 0;
@@ -472,6 +478,10 @@ DsSpec v3_spec() {
   s.norm = true;
   s.scale = 2.5f;
   s.yarn = true;
+  // A short original context and a low base: the pairs' angles over the test's positions are
+  // far from 0 and spread over the ramp (pair 0 extrapolated, pair 3 interpolated).
+  s.yarn_orig_ctx = 64;
+  s.rope_base = 100.f;
   return s;
 }
 TEST(Deepseek2Reference, V3ShapeSigmoidBiasGroupsYarn) {
@@ -494,8 +504,11 @@ TEST(Deepseek2Reference, AllLayersDense) {
   s.lead_dense = 3;
   check(s, 2e-2);
 }
+// Quantized weights with the softmax router: sigmoid scores of nearby experts differ by so
+// little (a quarter of their logits' gap, or less where they saturate) that 8-bit activations
+// flip a choice somewhere for most seeds; F32 and F16 weights cover sigmoid routing.
 TEST(Deepseek2Reference, Q8_0Weights) {
-  DsSpec s = v3_spec();
+  DsSpec s = v2_spec();
   s.wtype = tf::DType::Q8_0;
   check(s, 1.2e-1);  // 8-bit activations: 0.03-0.09 at most positions
 }
@@ -555,6 +568,8 @@ TEST(Deepseek2Reference, MutationsAreCaught) {
       {v3_spec(), Mutation::kNoGroupLimit, "no group limit (sigmoid)"},
       {v2_spec(), Mutation::kNoScale, "no routed scale"},
       {v3_spec(), Mutation::kNoBias, "no selection bias"},
+      {v3_spec(), Mutation::kNoMscale, "no yarn mscale in kq_scale"},
+      {v3_spec(), Mutation::kNoYarnAngles, "no yarn angles"},
   };
   for (const Case& c : cases) {
     TensorMap T;
@@ -595,7 +610,8 @@ TEST(Deepseek2Kv, CacheHoldsTheLatentOnly) {
 
 // Matrices tiled at load (Model::load of a copied file) give the reference's results.
 TEST(Deepseek2Reference, Q4_0TiledAtLoad) {
-  DsSpec s = v3_spec();
+  DsSpec s = v2_spec();
+  s.yarn = true;
   s.wtype = tf::DType::Q4_0;
   TensorMap T;
   const auto bytes = build(s, &T);
@@ -724,6 +740,10 @@ TEST(Deepseek2Config, ReadsEveryKey) {
   const tf::ModelConfig c2 = tf::ModelConfig::from_gguf(*f2);
   EXPECT_FALSE(c2.expert_gating_sigmoid);
   EXPECT_EQ(c2.q_lora_rank, 0);
+  EXPECT_FALSE(c2.expert_weights_norm);
+  const auto b3 = build({}, nullptr, {{"expert_gating_func", 0}});
+  const auto f3 = tf::gguf::File::from_memory(b3.data(), b3.size(), "ds.gguf");
+  EXPECT_FALSE(tf::ModelConfig::from_gguf(*f3).expert_gating_sigmoid);
 }
 
 TEST(Deepseek2Config, RejectsBadValuesNamingTheKey) {
