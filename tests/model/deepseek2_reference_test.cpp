@@ -465,6 +465,16 @@ DsSpec v2_spec() {
 TEST(Deepseek2Reference, V2ShapeQLoraGroupsScale) {
   check(v2_spec(), 2e-2);
 }
+// One group of 4 kept out of 2: the 3 experts all from the best group.
+DsSpec one_group_spec() {
+  DsSpec s = v2_spec();
+  s.groups = 2;
+  s.groups_used = 1;
+  return s;
+}
+TEST(Deepseek2Reference, V2ShapeOneGroupKept) {
+  check(one_group_spec(), 2e-2);
+}
 
 // DeepSeek-V3-like: sigmoid gating, the selection bias, groups scored by their best two,
 // renormalized weights times the routed scale 2.5, YaRN.
@@ -565,6 +575,7 @@ TEST(Deepseek2Reference, MutationsAreCaught) {
       {{}, Mutation::kRopeWholeHead, "rope on the whole head"},
       {{}, Mutation::kNoKvNorm, "no kv_a_norm"},
       {v2_spec(), Mutation::kNoGroupLimit, "no group limit (softmax)"},
+      {one_group_spec(), Mutation::kNoGroupLimit, "no group limit (softmax, 1 of 2)"},
       {v3_spec(), Mutation::kNoGroupLimit, "no group limit (sigmoid)"},
       {v2_spec(), Mutation::kNoScale, "no routed scale"},
       {v3_spec(), Mutation::kNoBias, "no selection bias"},
@@ -575,7 +586,7 @@ TEST(Deepseek2Reference, MutationsAreCaught) {
     TensorMap T;
     Loaded l = load(c.s, &T);
     const double d = batch_diff(*l.model, reference(c.s, T, kTokens, c.m));
-    std::printf("mutation %-28s max |logit diff| %.3f\n", c.what, d);
+    std::printf("mutation %-34s max |logit diff| %.3f\n", c.what, d);
     EXPECT_GT(d, 0.1) << c.what;
   }
 }
