@@ -280,12 +280,34 @@ void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopePa
   const int half = p.n_rot / 2;
   float cs[512], sn[512];  // n_rot <= 1024 is checked when the model loads
   float theta = float(pos);
+  if (p.ext_factor != 0.0f) {
+    // ggml_rope_yarn_corr_dims: the dimensions where a full turn takes n_ctx_orig / beta
+    // positions, for beta_fast (start, floored) and beta_slow (end, ceiled).
+    auto corr_dim = [&](float beta) {
+      return float(p.n_rot) * std::log(float(p.n_ctx_orig) / (beta * 2 * float(M_PI))) /
+             (2 * std::log(p.freq_base));
+    };
+    const float lo = std::max(0.0f, std::floor(corr_dim(p.beta_fast)));
+    const float hi = std::min(float(p.n_rot - 1), std::ceil(corr_dim(p.beta_slow)));
+    const float mscale = p.attn_factor * (1.0f + 0.1f * std::log(1.0f / p.freq_scale));
+    for (int i = 0; i < half; ++i) {
+      const float ff = p.freq_factors ? p.freq_factors[i] : 1.0f;
+      const float extrap = theta / ff, interp = p.freq_scale * extrap;
+      const float y = (float(i) - lo) / std::max(0.001f, hi - lo);
+      const float mix = (1.0f - std::min(1.0f, std::max(0.0f, y))) * p.ext_factor;
+      const float a = interp * (1 - mix) + extrap * mix;
+      cs[i] = std::cos(a) * mscale;
+      sn[i] = std::sin(a) * mscale;
+      theta *= theta_scale;
+    }
+  } else {
   for (int i = 0; i < half; ++i) {
     const float ff = p.freq_factors ? p.freq_factors[i] : 1.0f;
     const float a = p.freq_scale * (theta / ff);
-    cs[i] = std::cos(a);
-    sn[i] = std::sin(a);
+      cs[i] = std::cos(a) * p.attn_factor;  // exact when 1
+      sn[i] = std::sin(a) * p.attn_factor;
     theta *= theta_scale;
+  }
   }
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + int64_t(h) * head_dim;

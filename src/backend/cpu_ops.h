@@ -74,6 +74,14 @@ struct RopeParams {
   float freq_base = 10000.f;
   float freq_scale = 1.f;               // linear scaling: position * freq_scale
   const float* freq_factors = nullptr;  // optional per-pair divisors (Llama 3 rope_freqs)
+  // YaRN, as ggml's rope_yarn: with ext_factor != 0, pair i's angle mixes the interpolated
+  // (freq_scale) and extrapolated angles by ramp(i) * ext_factor, the ramp falling from 1 to 0
+  // between the correction dimensions of n_ctx_orig for beta_fast and beta_slow; cos and sin
+  // are then scaled by attn_factor * (1 + 0.1 ln(1 / freq_scale)). Without it, by attn_factor.
+  float ext_factor = 0.f;
+  float attn_factor = 1.f;
+  int n_ctx_orig = 0;
+  float beta_fast = 32.f, beta_slow = 1.f;
 };
 void rope_inplace(float* x, int n_heads, int head_dim, int32_t pos, const RopeParams& p);
 

@@ -55,8 +55,8 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerPa
   cp.n_threads = p_.n_threads;
   cp.kv_type = p_.kv_type;
   if (p_.kv_memory > 0) {
-    const size_t bb =
-        KvCache::block_bytes_for(model.config().n_layer, model.config().kv_dim(), p_.kv_type);
+    const size_t bb = KvCache::block_bytes_for(model.config().n_layer, model.config().kv_row_dim(),
+                                               p_.kv_type, model.config().kv_keys_only());
     cp.kv_blocks = int64_t(p_.kv_memory / bb);
     if (cp.kv_blocks < 1)
       throw Error("the KV memory budget of " + std::to_string(p_.kv_memory) +

@@ -9,7 +9,7 @@ namespace gguf {
 class File;
 }
 
-enum class Arch { LLAMA, QWEN2, QWEN3, QWEN2MOE, QWEN3MOE, GEMMA, GEMMA2, GEMMA3, PHI3 };
+enum class Arch { LLAMA, QWEN2, QWEN3, QWEN2MOE, QWEN3MOE, GEMMA, GEMMA2, GEMMA3, PHI3, DEEPSEEK2 };
 
 // The feed-forward activation: SwiGLU (silu(gate) * up) or GeGLU with the tanh approximation
 // of GELU (gemma).
@@ -32,6 +32,14 @@ struct ModelConfig {
   bool rope_neox = false;
   float rope_freq_base = 10000.f;
   float rope_freq_scale = 1.f;
+  // YaRN (rope.scaling.type = yarn): ext_factor 1 mixes interpolated and extrapolated angles
+  // between the correction dimensions of n_ctx_orig (beta_fast, beta_slow); the rotation is
+  // scaled by rope_attn_factor * (1 + 0.1 ln(1 / freq_scale)), as ggml's rope does.
+  float rope_ext_factor = 0.f;
+  float rope_attn_factor = 1.f;
+  int64_t rope_n_ctx_orig = 0;  // rope.scaling.original_context_length (default: training)
+  float yarn_beta_fast = 32.f, yarn_beta_slow = 1.f;
+  float yarn_log_mul = 0.f;  // deepseek2: rope.scaling.yarn_log_multiplier
   // Architecture features
   bool qkv_bias = false;  // qwen2
   bool qk_norm = false;   // qwen3
@@ -65,16 +73,31 @@ struct ModelConfig {
   // RoPE of the sliding layers, where it differs (gemma3: base 10000, unscaled).
   float rope_freq_base_swa = 0.f;
   float rope_freq_scale_swa = 1.f;
-  // Phi-3 "longrope": per-pair frequency divisors for contexts up to the training one
-  // (rope_factors_short) and beyond n_ctx_orig (rope_factors_long), with a magnitude factor
-  // that scales q and k alike, so the scores by its square.
-  int64_t n_ctx_orig = 0;
-  float rope_attn_factor = 1.f;
+  // Phi-3 "longrope": per-pair frequency divisors for contexts up to rope_n_ctx_orig
+  // (rope_factors_short) and beyond (rope_factors_long), with rope_attn_factor scaling the
+  // rotation (so q and k alike, the scores by its square).
 
   bool is_swa_layer(int64_t il) const {
     if (n_swa <= 0 || swa_pattern <= 0) return false;
     return swa_pattern == 1 || il % swa_pattern < swa_pattern - 1;
   }
+  // deepseek2 routing: sigmoid gating (else softmax), the routed weights' scale, and group-
+  // limited selection (n_expert_group groups, the best n_group_used kept; 1/1 = off).
+  bool expert_gating_sigmoid = false;
+  float expert_weights_scale = 1.f;
+  int64_t n_expert_group = 1, n_group_used = 1;
+  int64_t n_lead_dense = 0;  // deepseek2: the first layers have a dense feed-forward block
+
+  // deepseek2 multi-head latent attention: head_dim = qk_nope + qk_rope (n_rot) for Q and K,
+  // v_head_dim for V; K and V come from a latent of kv_lora_rank per position (plus the shared
+  // roped key of n_rot), which is all the KV cache holds. q_lora_rank 0: a plain attn_q.
+  int64_t q_lora_rank = 0, kv_lora_rank = 0, v_head_dim = 0;
+  bool mla() const { return kv_lora_rank > 0; }
+  int64_t qk_nope() const { return head_dim - n_rot; }
+  // The KV cache's row per position and layer, and whether it holds values besides keys.
+  int64_t kv_row_dim() const { return mla() ? kv_lora_rank + n_rot : kv_dim(); }
+  bool kv_keys_only() const { return mla(); }
+  int64_t attn_out_dim() const { return n_head * (mla() ? v_head_dim : head_dim); }
 
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_head_kv * head_dim; }

@@ -28,6 +28,18 @@ kernels::PagedRows from_block(kernels::PagedRows rows, int64_t b0) {
   return rows;
 }
 
+// MLA attention jobs score at most this many heads of a token together (the scratch holds a
+// score row of the context per head and thread).
+constexpr int64_t kMlaHeadsPerJob = 16;
+
+// The KV cache type, checked against the model: deepseek2's latent cache is f16 only.
+DType checked_kv_type(const ModelConfig& c, DType t) {
+  if (c.mla() && t != DType::F16)
+    throw Error(std::string("KV cache type ") + dtype_name(t) + " is not supported for " +
+                c.arch_name + " (its latent cache is f16 only): use f16");
+  return t;
+}
+
 }  // namespace
 
 Context::Context(const Model& model, const ContextParams& params)
@@ -37,19 +49,31 @@ Context::Context(const Model& model, const ContextParams& params)
       n_vocab_(cfg_.n_vocab),
       pool_(params.n_threads),
       kv_(cfg_.n_layer, params.n_seq, params.n_ctx > 0 ? params.n_ctx : cfg_.n_ctx_train,
-          cfg_.kv_dim(), params.kv_type, params.kv_blocks, cfg_.head_dim) {
+          cfg_.kv_row_dim(), checked_kv_type(cfg_, params.kv_type), params.kv_blocks,
+          cfg_.mla() ? cfg_.kv_row_dim() : cfg_.head_dim, cfg_.kv_keys_only()) {
   const size_t nb = size_t(n_batch_);
   x_.resize(nb * cfg_.n_embd);
   xb_.resize(nb * std::max(cfg_.n_embd, cfg_.q_dim()));
   xb2_.resize(nb * cfg_.n_embd);
   q_.resize(nb * cfg_.q_dim());
-  k_.resize(nb * cfg_.kv_dim());
-  v_.resize(nb * cfg_.kv_dim());
-  att_.resize(nb * cfg_.q_dim());
+  k_.resize(cfg_.mla() ? 0 : nb * cfg_.kv_dim());  // MLA: its own buffers (see below)
+  v_.resize(cfg_.mla() ? 0 : nb * cfg_.kv_dim());
+  att_.resize(nb * std::max(cfg_.q_dim(), cfg_.attn_out_dim()));
   hb_.resize(nb * cfg_.n_ff);
   hb2_.resize(nb * cfg_.n_ff);
   scores_.resize(size_t(pool_.size()) * size_t(cfg_.n_head / cfg_.n_head_kv) * size_t(kv_.n_ctx()));
   serial_attention_ = model.weight_bytes() < kSmallModelBytes;
+  if (cfg_.mla()) {
+    const int64_t R = cfg_.kv_row_dim(), H = cfg_.n_head;
+    mla_qa_.resize(nb * size_t(cfg_.q_lora_rank));
+    mla_kv_.resize(nb * size_t(R));
+    mla_q_.resize(nb * size_t(H * R));
+    mla_qh_.resize(nb * size_t(H * R));
+    mla_o_.resize(nb * size_t(H * cfg_.kv_lora_rank));
+    mla_rows_.assign(size_t(pool_.size()), std::vector<float>(size_t(cfg_.kv_lora_rank)));
+    scores_.resize(size_t(pool_.size()) * size_t(std::min<int64_t>(H, kMlaHeadsPerJob)) *
+                   size_t(kv_.n_ctx()));
+  }
 }
 
 void Context::decode(const Batch& b) {
@@ -125,6 +149,11 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
   const std::vector<float>& factors =
       !model_.rope_freqs().empty() ? model_.rope_freqs() : model_.rope_factors(kv_.n_ctx());
   rope_global.freq_factors = factors.empty() ? nullptr : factors.data();
+  rope_global.ext_factor = c.rope_ext_factor;
+  rope_global.attn_factor = c.rope_attn_factor;
+  rope_global.n_ctx_orig = int(c.rope_n_ctx_orig);
+  rope_global.beta_fast = c.yarn_beta_fast;
+  rope_global.beta_slow = c.yarn_beta_slow;
   RopeParams rope_local = rope_global;  // the sliding layers' (gemma3: their own base)
   if (c.rope_freq_base_swa > 0.f) {
     rope_local.freq_base = c.rope_freq_base_swa;
@@ -143,40 +172,44 @@ void Context::forward(const TokenId* tokens, const int32_t* pos, const int32_t* 
     // Attention block.
     for (int64_t t = 0; t < n; ++t)
       rms_norm(&x_[t * E], L.attn_norm.data(), &xb_[t * E], E, c.rms_eps);
-    {
-      const WeightView* ws[] = {&L.wq, &L.wk, &L.wv};
-      float* ys[] = {q_.data(), k_.data(), v_.data()};
-      matmul_multi(pool_, ws, ys, 3, xb_.data(), n, act_);
-    }
-    for (int64_t t = 0; t < n; ++t) {
-      float* q = &q_[t * Q];
-      float* k = &k_[t * KV];
-      if (!L.bq.empty()) {
-        add_inplace(q, L.bq.data(), Q);
-        add_inplace(k, L.bk.data(), KV);
-        add_inplace(&v_[t * KV], L.bv.data(), KV);
+    if (c.mla()) {
+      mla_attention(l, pos, seq, n, rope);
+    } else {
+      {
+        const WeightView* ws[] = {&L.wq, &L.wk, &L.wv};
+        float* ys[] = {q_.data(), k_.data(), v_.data()};
+        matmul_multi(pool_, ws, ys, 3, xb_.data(), n, act_);
       }
-      if (!L.q_norm.empty()) {
-        for (int64_t h = 0; h < c.n_head; ++h)
-          rms_norm(q + h * D, L.q_norm.data(), q + h * D, D, c.rms_eps);
-        for (int64_t h = 0; h < c.n_head_kv; ++h)
-          rms_norm(k + h * D, L.k_norm.data(), k + h * D, D, c.rms_eps);
-      }
-      rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
-      rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
-      if (kv_.type() == DType::Q8_0) {
-        kernels::quantize_act(DType::Q8_0, k, kv_.k_at(l, seq[t], pos[t]), KV);
-        kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_at(l, seq[t], pos[t]), KV);
-      } else {
-        for (int64_t h = 0; h < c.n_head_kv; ++h) {
-          kernels::f32_to_f16_row(k + h * D,
-                                  reinterpret_cast<uint16_t*>(kv_.k_at(l, seq[t], pos[t], h)), D);
-          kernels::f32_to_f16_row(&v_[t * KV + h * D],
-                                  reinterpret_cast<uint16_t*>(kv_.v_at(l, seq[t], pos[t], h)), D);
+      for (int64_t t = 0; t < n; ++t) {
+        float* q = &q_[t * Q];
+        float* k = &k_[t * KV];
+        if (!L.bq.empty()) {
+          add_inplace(q, L.bq.data(), Q);
+          add_inplace(k, L.bk.data(), KV);
+          add_inplace(&v_[t * KV], L.bv.data(), KV);
+        }
+        if (!L.q_norm.empty()) {
+          for (int64_t h = 0; h < c.n_head; ++h)
+            rms_norm(q + h * D, L.q_norm.data(), q + h * D, D, c.rms_eps);
+          for (int64_t h = 0; h < c.n_head_kv; ++h)
+            rms_norm(k + h * D, L.k_norm.data(), k + h * D, D, c.rms_eps);
+        }
+        rope_inplace(q, int(c.n_head), int(D), pos[t], rope);
+        rope_inplace(k, int(c.n_head_kv), int(D), pos[t], rope);
+        if (kv_.type() == DType::Q8_0) {
+          kernels::quantize_act(DType::Q8_0, k, kv_.k_at(l, seq[t], pos[t]), KV);
+          kernels::quantize_act(DType::Q8_0, &v_[t * KV], kv_.v_at(l, seq[t], pos[t]), KV);
+        } else {
+          for (int64_t h = 0; h < c.n_head_kv; ++h) {
+            kernels::f32_to_f16_row(k + h * D,
+                                    reinterpret_cast<uint16_t*>(kv_.k_at(l, seq[t], pos[t], h)), D);
+            kernels::f32_to_f16_row(&v_[t * KV + h * D],
+                                    reinterpret_cast<uint16_t*>(kv_.v_at(l, seq[t], pos[t], h)), D);
+          }
         }
       }
+      attention(l, pos, seq, n);
     }
-    attention(l, pos, seq, n);
     matmul(pool_, L.wo, att_.data(), n, xb2_.data(), act_);
     add_block_output(L.attn_post_norm, n);
 
@@ -245,8 +278,8 @@ void Context::add_block_output(const std::vector<float>& post_norm, int64_t rows
 Context::AttnShape Context::attn_shape(int64_t layer) const {
   const ModelConfig& c = cfg_;
   AttnShape a;
-  a.scale = (c.attn_scale > 0.f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim))) *
-            c.rope_attn_factor * c.rope_attn_factor;
+  // (A RoPE magnitude factor, phi3's longrope or YaRN's, is in the rotated q and k.)
+  a.scale = c.attn_scale > 0.f ? c.attn_scale : 1.0f / std::sqrt(float(c.head_dim));
   a.softcap = c.attn_softcap;
   a.window = c.is_swa_layer(layer) ? c.n_swa : 0;
   return a;
@@ -475,28 +508,12 @@ void Context::attention_tiled(int64_t layer, const int32_t* pos, const int32_t* 
 
 void Context::moe_ffn(const LayerWeights& L, int64_t rows) {
   const ModelConfig& c = cfg_;
-  const int64_t E = c.n_embd, F = c.n_ff_exp, X = c.n_expert, K = c.n_expert_used;
+  const int64_t E = c.n_embd, F = c.n_ff_exp, X = c.n_expert;
   if (router_.size() < size_t(rows * X)) router_.resize(size_t(rows * X));
   matmul(pool_, L.gate_inp, xb_.data(), rows, router_.data(), act_);
-  // Routing: softmax over all experts, the K most probable (ties: the lower index), their
-  // probabilities as weights, renormalized over the K when the model asks.
   expert_tokens_.resize(size_t(X));
   for (auto& v : expert_tokens_) v.clear();
-  std::vector<int64_t> order(static_cast<size_t>(X));
-  for (int64_t t = 0; t < rows; ++t) {
-    float* p = &router_[size_t(t * X)];
-    softmax_inplace(p, X);
-    for (int64_t e = 0; e < X; ++e) order[size_t(e)] = e;
-    std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                      [&](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    float sum = 0;
-    for (int64_t k = 0; k < K; ++k) sum += p[order[size_t(k)]];
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t e = order[size_t(k)];
-      const float w = c.expert_weights_norm ? p[e] / sum : p[e];
-      expert_tokens_[size_t(e)].push_back({t, w});
-    }
-  }
+  for (int64_t t = 0; t < rows; ++t) route_token(L, &router_[size_t(t * X)], t);
   // Each chosen expert once, on all of its tokens together: its weights are read once per
   // step whatever the number of tokens that chose it, and unchosen experts not at all.
   std::fill_n(xb2_.begin(), size_t(rows * E), 0.0f);
@@ -527,7 +544,7 @@ void Context::moe_ffn(const LayerWeights& L, int64_t rows) {
     }
   }
   if (L.sh_gate.empty()) return;
-  // The shared expert, on every token, scaled by sigmoid(gate . x).
+  // The shared expert, on every token, scaled by sigmoid(gate . x) (deepseek2: not gated).
   const int64_t S = c.n_ff_shexp;
   if (moe_g_.size() < size_t(rows * S)) {
     moe_g_.resize(size_t(rows * S));
@@ -543,12 +560,180 @@ void Context::moe_ffn(const LayerWeights& L, int64_t rows) {
   for (int64_t t = 0; t < rows; ++t) {
     const float* x = &xb_[size_t(t * E)];
     double dot = 0;
-    for (int64_t j = 0; j < E; ++j) dot += double(L.sh_gate_inp[size_t(j)]) * x[j];
-    const float g = float(1.0 / (1.0 + std::exp(-dot)));
+    for (int64_t j = 0; j < E && !L.sh_gate_inp.empty(); ++j)
+      dot += double(L.sh_gate_inp[size_t(j)]) * x[j];
+    const float g = L.sh_gate_inp.empty() ? 1.0f : float(1.0 / (1.0 + std::exp(-dot)));
     float* dst = &xb2_[size_t(t * E)];
     const float* src = &moe_o_[size_t(t * E)];
     for (int64_t j = 0; j < E; ++j) dst[j] += g * src[j];
   }
+}
+
+// Routing of one token: gating (softmax over all experts, or deepseek2's sigmoid per expert)
+// turns the router logits into scores; selection ranks the scores plus exp_probs_b where the
+// model has it, among the experts of the n_group_used best groups when the experts are
+// grouped (a group's rank: its best selection score with softmax gating, as DeepSeek-V2's
+// group_limited_greedy; the sum of its best two with sigmoid gating, as DeepSeek-V3); the K
+// best (ties: the lower index) are weighted by their unbiased scores, renormalized over the K
+// when the model asks, times expert_weights_scale.
+void Context::route_token(const LayerWeights& L, float* p, int64_t t) {
+  const ModelConfig& c = cfg_;
+  const int64_t X = c.n_expert, K = c.n_expert_used;
+  std::vector<int64_t>& order = route_order_;
+  order.resize(size_t(X));
+  if (c.expert_gating_sigmoid) {
+    for (int64_t e = 0; e < X; ++e) p[e] = 1.0f / (1.0f + std::exp(-p[e]));
+  } else {
+    softmax_inplace(p, X);
+  }
+  const float* sel = p;
+  const bool grouped = c.n_group_used < c.n_expert_group;
+  if (!L.exp_probs_b.empty() || grouped) {
+    route_sel_.assign(p, p + X);
+    for (size_t e = 0; e < L.exp_probs_b.size(); ++e) route_sel_[e] += L.exp_probs_b[e];
+    if (grouped) {
+      const int64_t G = c.n_expert_group, per = X / G;
+      route_group_.resize(size_t(G));
+      for (int64_t g = 0; g < G; ++g) {
+        const float* v = &route_sel_[size_t(g * per)];
+        float best = -INFINITY, second = -INFINITY;
+        for (int64_t e = 0; e < per; ++e) {
+          if (v[e] > best) {
+            second = best;
+            best = v[e];
+          } else if (v[e] > second) {
+            second = v[e];
+          }
+        }
+        route_group_[size_t(g)] = c.expert_gating_sigmoid ? best + second : best;
+      }
+      for (int64_t g = 0; g < G; ++g) order[size_t(g)] = g;
+      const float* gs = route_group_.data();
+      std::partial_sort(
+          order.begin(), order.begin() + c.n_group_used, order.begin() + G,
+          [&](int64_t a, int64_t b) { return gs[a] > gs[b] || (gs[a] == gs[b] && a < b); });
+      for (int64_t k = c.n_group_used; k < G; ++k)
+        std::fill_n(&route_sel_[size_t(order[size_t(k)] * per)], per, -INFINITY);
+    }
+    sel = route_sel_.data();
+  }
+  for (int64_t e = 0; e < X; ++e) order[size_t(e)] = e;
+  std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int64_t a, int64_t b) {
+    return sel[a] > sel[b] || (sel[a] == sel[b] && a < b);
+  });
+  float sum = 0;
+  for (int64_t k = 0; k < K; ++k) sum += p[order[size_t(k)]];
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t e = order[size_t(k)];
+    const float w = (c.expert_weights_norm ? p[e] / sum : p[e]) * c.expert_weights_scale;
+    expert_tokens_[size_t(e)].push_back({t, w});
+  }
+}
+
+// deepseek2's multi-head latent attention, in the absorbed form. Per token the cache holds
+// one row of kv_lora + rope fp16 values: the normalized latent c and the roped shared key
+// part k_pe. A head's key for position j would be [W_k c_j, k_pe_j] and its value W_v c_j
+// (W_k, W_v: the head's rows of attn_kv_b); instead its query is absorbed, q_abs = [W_k^T
+// q_nope, q_pe], so the score is one dot product with the cached row, and its output latent
+// o = sum_j p_j c_j becomes the value W_v o. W_k and W_v are read as rows of attn_kv_b in the
+// file's type (dequantized one row at a time, for all the batch's tokens): no copy of them is
+// kept. Scores are scaled by mscale^2 / sqrt(key_length), mscale = 1 + yarn_log_multiplier
+// ln(1 / freq_scale), as llama.cpp does.
+void Context::mla_attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
+                            const RopeParams& rope_in) {
+  const ModelConfig& c = cfg_;
+  const LayerWeights& L = model_.layer(layer);
+  const int64_t H = c.n_head, Dk = c.head_dim, N = c.qk_nope(), P = c.n_rot;
+  const int64_t C = c.kv_lora_rank, V = c.v_head_dim, R = C + P, Q = c.q_dim(), QL = c.q_lora_rank;
+  const int64_t n_ctx = kv_.n_ctx();
+  constexpr int64_t B = KvCache::kBlockLen;
+  {
+    const WeightView* ws[] = {L.wq_a.empty() ? &L.wq : &L.wq_a, &L.wkv_a};
+    float* ys[] = {L.wq_a.empty() ? q_.data() : mla_qa_.data(), mla_kv_.data()};
+    matmul_multi(pool_, ws, ys, 2, xb_.data(), n, act_);
+  }
+  if (!L.wq_a.empty()) {
+    for (int64_t t = 0; t < n; ++t)
+      rms_norm(&mla_qa_[size_t(t * QL)], L.q_a_norm.data(), &mla_qa_[size_t(t * QL)], QL,
+               c.rms_eps);
+    matmul(pool_, L.wq_b, mla_qa_.data(), n, q_.data(), act_);
+  }
+  RopeParams rope = rope_in;
+  rope.n_rot = int(P);
+  for (int64_t t = 0; t < n; ++t) {
+    float* kv = &mla_kv_[size_t(t * R)];
+    rms_norm(kv, L.kv_a_norm.data(), kv, C, c.rms_eps);
+    rope_inplace(kv + C, 1, int(P), pos[t], rope);
+    rope_inplace(&q_[size_t(t * Q + N)], int(H), int(Dk), pos[t], rope);
+    kernels::f32_to_f16_row(kv, reinterpret_cast<uint16_t*>(kv_.k_at(layer, seq[t], pos[t])), R);
+  }
+  auto per_head = [&](const ThreadPool::Body& body) {
+    if (serial_attention_ || n * H * C * (N + V) < kAttnParallelMinWork)
+      body(0, H, 0);
+    else
+      pool_.parallel_for(H, body);
+  };
+  // Absorbed queries: [W_k^T q_nope, q_pe] per token and head.
+  per_head([&](int64_t b, int64_t e, int tid) {
+    float* row = mla_rows_[size_t(tid)].data();
+    for (int64_t h = b; h < e; ++h) {
+      for (int64_t t = 0; t < n; ++t) {
+        float* dst = &mla_q_[size_t((t * H + h) * R)];
+        std::fill_n(dst, C, 0.0f);
+        std::copy_n(&q_[size_t(t * Q + h * Dk + N)], P, dst + C);
+      }
+      for (int64_t i = 0; i < N; ++i) {
+        dequantize_row(L.wkv_b.type, L.wkv_b.row(h * (N + V) + i), row, C);
+        for (int64_t t = 0; t < n; ++t) {
+          const float a = q_[size_t(t * Q + h * Dk + i)];
+          float* dst = &mla_q_[size_t((t * H + h) * R)];
+          for (int64_t k = 0; k < C; ++k) dst[k] += a * row[k];
+        }
+      }
+    }
+  });
+  kernels::f32_to_f16_row(mla_q_.data(), mla_qh_.data(), n * H * R);
+  const float mscale = 1.0f + c.yarn_log_mul * std::log(1.0f / c.rope_freq_scale);
+  const float scale = mscale * mscale / std::sqrt(float(Dk));
+  // Scores and output latents: a job takes hg heads of one token (each cached row converted
+  // from fp16 once for all of them).
+  int64_t work = 0;
+  for (int64_t t = 0; t < n; ++t) work += (int64_t(pos[t]) + 1) * H * R;
+  int64_t hg = H;  // a divisor of H, at most kMlaHeadsPerJob
+  while (hg > kMlaHeadsPerJob)
+    for (--hg; H % hg != 0;) --hg;
+  while (hg % 2 == 0 && n * H / hg < 2 * pool_.size()) hg /= 2;
+  run_attention_jobs(n * H / hg, work, [&](int64_t b, int64_t e, int tid) {
+    float* sc =
+        &scores_[size_t(tid) * size_t(std::min<int64_t>(H, kMlaHeadsPerJob)) * size_t(n_ctx)];
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t t = job / (H / hg), h0 = job % (H / hg) * hg;
+      const int64_t len = int64_t(pos[t]) + 1;
+      const kernels::PagedRows rows = kv_.keys(layer, seq[t]);
+      for (int64_t j0 = 0; j0 < len; j0 += B)
+        kernels::dot_f16_rows_group(reinterpret_cast<const uint16_t*>(rows.row(j0)), size_t(R),
+                                    std::min(B, len - j0), &mla_qh_[size_t((t * H + h0) * R)],
+                                    size_t(R), hg, R, DotKernel::VecDot, scale, sc + j0,
+                                    size_t(n_ctx));
+      for (int64_t h = 0; h < hg; ++h) softmax_inplace(sc + size_t(h) * size_t(n_ctx), len);
+      kernels::f16_weighted_sum(kv_.values(layer, seq[t]), len, 0, C, sc, size_t(n_ctx), hg,
+                                &mla_o_[size_t((t * H + h0) * C)], size_t(C));
+    }
+  });
+  // Values: W_v o per token and head, into att_ (n x n_head x v_dim).
+  per_head([&](int64_t b, int64_t e, int tid) {
+    float* row = mla_rows_[size_t(tid)].data();
+    for (int64_t h = b; h < e; ++h)
+      for (int64_t d = 0; d < V; ++d) {
+        dequantize_row(L.wkv_b.type, L.wkv_b.row(h * (N + V) + N + d), row, C);
+        for (int64_t t = 0; t < n; ++t) {
+          const float* o = &mla_o_[size_t((t * H + h) * C)];
+          float acc = 0;
+          for (int64_t k = 0; k < C; ++k) acc += row[k] * o[k];
+          att_[size_t(t * H * V + h * V + d)] = acc;
+        }
+      }
+  });
 }
 
 void Context::run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job) {

@@ -98,6 +98,13 @@ class Context {
   void add_block_output(const std::vector<float>& post_norm, int64_t rows);
   // The mixture-of-experts feed-forward block: xb2_ = experts(xb_) for `rows` tokens.
   void moe_ffn(const LayerWeights& L, int64_t rows);
+  // deepseek2's multi-head latent attention for a batch: att_ = the heads' values of
+  // xb_ (normalized inputs); caches each token's latent row first. See context.cpp.
+  void mla_attention(int64_t layer, const int32_t* pos, const int32_t* seq, int64_t n,
+                     const RopeParams& rope);
+  // The expert choice of one token (scores `p`, router logits on entry): appends
+  // (expert, weight) to expert_tokens_.
+  void route_token(const LayerWeights& L, float* p, int64_t t);
 
   const Model& model_;
   const ModelConfig& cfg_;
@@ -132,6 +139,13 @@ class Context {
   // moe_ffn: router probabilities, each expert's tokens and weights, and its gathered rows.
   std::vector<float> router_, moe_x_, moe_g_, moe_u_, moe_o_;
   std::vector<std::vector<std::pair<int64_t, float>>> expert_tokens_;
+  std::vector<int64_t> route_order_;
+  std::vector<float> route_sel_, route_group_;
+  // mla_attention: q's low-rank latent, the kv latent rows, the absorbed queries (per token and
+  // head kv_lora + rope values, in float and fp16), the heads' output latents, per-thread rows.
+  std::vector<float> mla_qa_, mla_kv_, mla_q_, mla_o_;
+  std::vector<uint16_t> mla_qh_;
+  std::vector<std::vector<float>> mla_rows_;
   std::vector<float> logits_;  // grows to the most outputs one batch asked for
   std::vector<int32_t> seq_fill_, seq_from_;
   int64_t n_out_ = 0;

@@ -18,13 +18,13 @@ DType parse_kv_type(const std::string& name) {
   throw Error("unknown KV cache type '" + name + "' (use f16 or q8_0)");
 }
 
-size_t KvCache::block_bytes_for(int64_t n_layer, int64_t kv_dim, DType type) {
-  return size_t(n_layer) * 2 * kBlockLen * tf::row_bytes(type, kv_dim);
+size_t KvCache::block_bytes_for(int64_t n_layer, int64_t kv_dim, DType type, bool keys_only) {
+  return size_t(n_layer) * (keys_only ? 1 : 2) * kBlockLen * tf::row_bytes(type, kv_dim);
 }
 
 KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type,
-                 int64_t n_blocks, int64_t head_dim)
-    : type_(type), n_seq_(n_seq), n_ctx_(n_ctx) {
+                 int64_t n_blocks, int64_t head_dim, bool keys_only)
+    : type_(type), planes_(keys_only ? 1 : 2), n_seq_(n_seq), n_ctx_(n_ctx) {
   if (n_layer <= 0 || n_seq <= 0 || n_ctx <= 0 || kv_dim <= 0 || n_blocks < 0)
     throw Error("KV cache: all dimensions must be positive");
   if (type != DType::F16 && type != DType::Q8_0)
@@ -47,7 +47,7 @@ KvCache::KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, 
     throw Error("KV cache: the head size must divide the key/value width");
   row_bytes_ = tf::row_bytes(type, kv_dim);
   seg_bytes_ = type == DType::F16 ? size_t(head_dim) * 2 : row_bytes_;
-  block_bytes_ = block_bytes_for(n_layer, kv_dim, type);
+  block_bytes_ = block_bytes_for(n_layer, kv_dim, type, keys_only);
   const long double bytes = (long double)n_blocks * (long double)block_bytes_;
   constexpr long double kMaxBytes = (long double)(int64_t(1) << 40);
   // Zero-filling touches every page, so an allocation larger than the machine's memory would

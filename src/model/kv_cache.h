@@ -13,6 +13,9 @@
 //  - Q8_0 (34 bytes per 32 values, half the memory): one row of kv_dim / 32 Q8_0 blocks per
 //    position (a head narrower than 32 values would split a Q8_0 block).
 // Attention reads them through kernels::PagedRows.
+// keys_only (deepseek2's latent cache): a layer holds one row per position (the attention
+// computes with it as a key, and its first columns as the value), so values() and v_at()
+// alias the keys and a block is half the size.
 #pragma once
 
 #include <cstddef>
@@ -40,7 +43,7 @@ class KvCache {
   // size; 0 = enough for every sequence to hold n_ctx positions. head_dim: the size of a KV
   // head (a divisor of kv_dim; 0 = kv_dim). Throws tf::Error.
   KvCache(int64_t n_layer, int64_t n_seq, int64_t n_ctx, int64_t kv_dim, DType type = DType::F16,
-          int64_t n_blocks = 0, int64_t head_dim = 0);
+          int64_t n_blocks = 0, int64_t head_dim = 0, bool keys_only = false);
 
   DType type() const { return type_; }
   int64_t n_ctx() const { return n_ctx_; }
@@ -50,7 +53,9 @@ class KvCache {
   size_t row_bytes() const { return row_bytes_; }
   size_t block_bytes() const { return block_bytes_; }
   // Bytes a pool of n blocks takes for this model's shape.
-  static size_t block_bytes_for(int64_t n_layer, int64_t kv_dim, DType type);
+  static size_t block_bytes_for(int64_t n_layer, int64_t kv_dim, DType type,
+                                bool keys_only = false);
+  bool keys_only() const { return planes_ == 1; }
 
   int64_t n_blocks() const { return int64_t(refs_.size()); }
   int64_t free_blocks() const { return int64_t(free_.size()); }
@@ -108,8 +113,10 @@ class KvCache {
   uint8_t* block_base(int64_t seq, int64_t pos) const {
     return const_cast<uint8_t*>(bases_[size_t(seq)][size_t(pos >> kBlockShift)]);
   }
-  size_t layer_offset(int64_t layer) const { return size_t(layer) * 2 * kBlockLen * row_bytes_; }
-  size_t v_offset() const { return size_t(kBlockLen) * row_bytes_; }
+  size_t layer_offset(int64_t layer) const {
+    return size_t(layer) * size_t(planes_) * kBlockLen * row_bytes_;
+  }
+  size_t v_offset() const { return planes_ == 2 ? size_t(kBlockLen) * row_bytes_ : 0; }
   // Bytes of one head's rows over a block (F16); Q8_0 rows are not split by head.
   size_t head_bytes() const { return size_t(kBlockLen) * seg_bytes_; }
   size_t head_offset(int64_t head) const {
@@ -123,6 +130,7 @@ class KvCache {
   void set_table_entry(int64_t seq, size_t i, int32_t b);
 
   DType type_;
+  int planes_;  // 2: keys then values; 1: keys only (values alias them)
   int64_t n_seq_, n_ctx_;
   size_t row_bytes_, block_bytes_;
   size_t seg_bytes_;  // bytes between consecutive rows of a run: head_dim (F16) or kv_dim values

@@ -86,6 +86,22 @@ class Binder {
   const gguf::File& f_;
 };
 
+// deepseek2's multi-head latent attention weights (see LayerWeights).
+void bind_mla(Binder& b, const std::string& p, const ModelConfig& c, LayerWeights& L) {
+  if (c.q_lora_rank > 0) {
+    L.wq_a = b.matrix(p + "attn_q_a.weight", c.n_embd, c.q_lora_rank);
+    L.q_a_norm = b.vec(p + "attn_q_a_norm.weight", c.q_lora_rank);
+    L.wq_b = b.matrix(p + "attn_q_b.weight", c.q_lora_rank, c.q_dim());
+  } else {
+    L.wq = b.matrix(p + "attn_q.weight", c.n_embd, c.q_dim());
+  }
+  L.wkv_a = b.matrix(p + "attn_kv_a_mqa.weight", c.n_embd, c.kv_lora_rank + c.n_rot);
+  L.kv_a_norm = b.vec(p + "attn_kv_a_norm.weight", c.kv_lora_rank);
+  L.wkv_b =
+      b.matrix(p + "attn_kv_b.weight", c.kv_lora_rank, c.n_head * (c.qk_nope() + c.v_head_dim));
+  L.wo = b.matrix(p + "attn_output.weight", c.attn_out_dim(), c.n_embd);
+}
+
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& path, bool use_mmap,
@@ -116,7 +132,7 @@ void Model::tile_weights(gguf::File& f) {
   if (output_.data != tok_embd_.data) tile(output_);
   for (LayerWeights& L : layers_) {
     for (WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.sh_gate,
-                          &L.sh_up, &L.sh_down})
+                          &L.sh_up, &L.sh_down, &L.wq_a, &L.wq_b, &L.wkv_a})
       tile(*w);
     for (auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
       for (WeightView& w : *v) tile(w);
@@ -154,32 +170,36 @@ void Model::bind() {
     const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& L = layers_[size_t(i)];
     L.attn_norm = b.vec(p + "attn_norm.weight", c.n_embd);
-    if (f.find_tensor(p + "attn_qkv.weight")) {  // phi3: one product, Q then K then V rows
-      const std::string n = p + "attn_qkv.weight";
-      const int64_t total = c.q_dim() + 2 * c.kv_dim();
-      L.wq = b.rows(n, c.n_embd, total, 0, c.q_dim());
-      L.wk = b.rows(n, c.n_embd, total, c.q_dim(), c.kv_dim());
-      L.wv = b.rows(n, c.n_embd, total, c.q_dim() + c.kv_dim(), c.kv_dim());
+    if (c.mla()) {
+      bind_mla(b, p, c, L);
     } else {
-      L.wq = b.matrix(p + "attn_q.weight", c.n_embd, c.q_dim());
-      L.wk = b.matrix(p + "attn_k.weight", c.n_embd, c.kv_dim());
-      L.wv = b.matrix(p + "attn_v.weight", c.n_embd, c.kv_dim());
-    }
-    L.wo = b.matrix(p + "attn_output.weight", c.q_dim(), c.n_embd);
-    // Biases are required by qwen2 but some llama-family files carry them too.
-    L.bq = b.vec(p + "attn_q.bias", c.q_dim(), c.qkv_bias);
-    L.bk = b.vec(p + "attn_k.bias", c.kv_dim(), c.qkv_bias);
-    L.bv = b.vec(p + "attn_v.bias", c.kv_dim(), c.qkv_bias);
-    if (c.qk_norm) {
-      L.q_norm = b.vec(p + "attn_q_norm.weight", c.head_dim);
-      L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim);
+      if (f.find_tensor(p + "attn_qkv.weight")) {  // phi3: one product, Q then K then V rows
+        const std::string n = p + "attn_qkv.weight";
+        const int64_t total = c.q_dim() + 2 * c.kv_dim();
+        L.wq = b.rows(n, c.n_embd, total, 0, c.q_dim());
+        L.wk = b.rows(n, c.n_embd, total, c.q_dim(), c.kv_dim());
+        L.wv = b.rows(n, c.n_embd, total, c.q_dim() + c.kv_dim(), c.kv_dim());
+      } else {
+        L.wq = b.matrix(p + "attn_q.weight", c.n_embd, c.q_dim());
+        L.wk = b.matrix(p + "attn_k.weight", c.n_embd, c.kv_dim());
+        L.wv = b.matrix(p + "attn_v.weight", c.n_embd, c.kv_dim());
+      }
+      L.wo = b.matrix(p + "attn_output.weight", c.q_dim(), c.n_embd);
+      // Biases are required by qwen2 but some llama-family files carry them too.
+      L.bq = b.vec(p + "attn_q.bias", c.q_dim(), c.qkv_bias);
+      L.bk = b.vec(p + "attn_k.bias", c.kv_dim(), c.qkv_bias);
+      L.bv = b.vec(p + "attn_v.bias", c.kv_dim(), c.qkv_bias);
+      if (c.qk_norm) {
+        L.q_norm = b.vec(p + "attn_q_norm.weight", c.head_dim);
+        L.k_norm = b.vec(p + "attn_k_norm.weight", c.head_dim);
+      }
     }
     L.ffn_norm = b.vec(p + "ffn_norm.weight", c.n_embd);
     if (c.post_norms) {
       L.attn_post_norm = b.vec(p + "post_attention_norm.weight", c.n_embd);
       L.ffn_post_norm = b.vec(p + "post_ffw_norm.weight", c.n_embd);
     }
-    if (c.n_expert > 0) {
+    if (c.n_expert > 0 && i >= c.n_lead_dense) {
       L.gate_inp = b.matrix(p + "ffn_gate_inp.weight", c.n_embd, c.n_expert);
       L.exp_gate = b.stack(p + "ffn_gate_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert);
       L.exp_up = b.stack(p + "ffn_up_exps.weight", c.n_embd, c.n_ff_exp, c.n_expert);
@@ -188,8 +208,11 @@ void Model::bind() {
         L.sh_gate = b.matrix(p + "ffn_gate_shexp.weight", c.n_embd, c.n_ff_shexp);
         L.sh_up = b.matrix(p + "ffn_up_shexp.weight", c.n_embd, c.n_ff_shexp);
         L.sh_down = b.matrix(p + "ffn_down_shexp.weight", c.n_ff_shexp, c.n_embd);
-        L.sh_gate_inp = b.vec(p + "ffn_gate_inp_shexp.weight", c.n_embd);
+        if (c.arch != Arch::DEEPSEEK2)  // its shared experts are not gated
+          L.sh_gate_inp = b.vec(p + "ffn_gate_inp_shexp.weight", c.n_embd);
       }
+      if (c.arch == Arch::DEEPSEEK2)
+        L.exp_probs_b = b.vec(p + "exp_probs_b.bias", c.n_expert, /*required=*/false);
       continue;
     }
     if (c.arch == Arch::PHI3) {  // ffn_up holds the gate rows, then the up rows
@@ -208,8 +231,9 @@ namespace {
 // Every matrix of a layer, experts included.
 template <class F>
 void each_matrix(const LayerWeights& L, F f) {
-  for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down,
-                              &L.gate_inp, &L.sh_gate, &L.sh_up, &L.sh_down})
+  for (const WeightView* w :
+       {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_inp, &L.sh_gate,
+        &L.sh_up, &L.sh_down, &L.wq_a, &L.wq_b, &L.wkv_a, &L.wkv_b})
     f(*w, false);
   for (const auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
     for (const WeightView& w : *v) f(w, true);

@@ -29,7 +29,15 @@ struct LayerWeights {
   std::vector<WeightView> exp_gate, exp_up, exp_down;
   // qwen2moe's shared expert and its gate (a vector: sigmoid(gate . x) scales its output).
   WeightView sh_gate, sh_up, sh_down;
-  std::vector<float> sh_gate_inp;
+  std::vector<float> sh_gate_inp;  // (deepseek2: none, the shared experts are ungated)
+  std::vector<float> exp_probs_b;  // deepseek2 (V3): a bias added to the scores for selection
+  // deepseek2 multi-head latent attention. q: wq (plain), or wq_a, q_a_norm, wq_b (q_lora).
+  // wkv_a: n_embd -> kv_lora + rope (the latent, then the shared key's rope part); kv_a_norm
+  // normalizes the latent. wkv_b: kv_lora -> n_head x (nope + v_dim), per head W_k (nope rows)
+  // then W_v (v_dim rows); kept as rows in the file's type (never tiled): attention reads W_k
+  // by rows (absorbed into q) and W_v per head.
+  WeightView wq_a, wq_b, wkv_a, wkv_b;
+  std::vector<float> q_a_norm, kv_a_norm;
 };
 
 class Model {
@@ -57,7 +65,7 @@ class Model {
   const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // empty if none
   // Phi-3 longrope: the factors for a context of n_ctx positions per sequence (empty if none).
   const std::vector<float>& rope_factors(int64_t n_ctx) const {
-    return n_ctx > cfg_.n_ctx_orig && !rope_long_.empty() ? rope_long_ : rope_short_;
+    return n_ctx > cfg_.rope_n_ctx_orig && !rope_long_.empty() ? rope_long_ : rope_short_;
   }
   const LayerWeights& layer(int64_t i) const { return layers_[size_t(i)]; }
 

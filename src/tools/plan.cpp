@@ -63,12 +63,15 @@ ModelShape shape_of(const Model& model, const std::string& name) {
   m.head_dim = c.head_dim;
   m.n_vocab = c.n_vocab;
   m.n_ctx_train = c.n_ctx_train;
+  m.kv_row_dim = c.kv_row_dim();
+  m.kv_rows = c.kv_keys_only() ? 1 : 2;
   // The same matrices Model::weight_bytes() counts: those every token multiplies.
   std::map<DType, WeightGroup> groups;
   add_weight(groups, model.output());
   for (int64_t l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = model.layer(l);
-    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+    for (const WeightView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.wq_a,
+                                &L.wq_b, &L.wkv_a, &L.wkv_b})
       add_weight(groups, *w);
   }
   for (const auto& [t, g] : groups) m.groups.push_back(g);
@@ -358,11 +361,14 @@ PlanResult predict(const ModelShape& m, const HardwareProfile& h, const Workload
   const KernelEfficiency fe = kernel_efficiency(DType::F16);
 
   // KV cache: K and V rows of n_head_kv x head_dim per position and layer.
-  const int64_t kv_dim = m.n_head_kv * m.head_dim;
+  const int64_t kv_dim = m.kv_row_dim > 0 ? m.kv_row_dim : m.n_head_kv * m.head_dim;
+  if (w.kv_type == DType::Q8_0 && m.kv_rows == 1)
+    throw Error("KV type q8_0 is not supported for a latent (deepseek2) KV cache: use f16");
   if (w.kv_type == DType::Q8_0 && kv_dim % 32 != 0)
     throw Error("KV type q8_0 needs KV heads x head size (" + std::to_string(kv_dim) +
                 ") to be a multiple of 32");
-  r.kv_bytes_per_position = double(m.n_layer) * 2 * double(row_bytes(w.kv_type, kv_dim));
+  r.kv_bytes_per_position =
+      double(m.n_layer) * double(m.kv_rows) * double(row_bytes(w.kv_type, kv_dim));
   // Attention of one query over d positions: q.k and p.v for every head of every layer, two
   // operations per multiply-add.
   const double q_dim = double(m.n_head) * double(m.head_dim);

@@ -49,6 +49,10 @@ struct ModelShape {
   std::vector<WeightGroup> groups;  // the matrices multiplied per token, by type
   int64_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0;
   int64_t n_ctx_train = 0;  // 0 = unknown
+  // The KV cache's row per position and layer (0: n_head_kv x head_dim) and its rows (2: K and
+  // V; 1: deepseek2's latent, keys only).
+  int64_t kv_row_dim = 0;
+  int kv_rows = 2;
 
   double matmul_params() const;
 };

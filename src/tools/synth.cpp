@@ -58,13 +58,13 @@ struct Planned {
 };
 
 void check_shape(const SynthOptions& o) {
-  static const char* const kArchs[] = {"llama", "qwen2",  "qwen3",  "qwen3moe",
-                                       "gemma", "gemma2", "gemma3", "phi3"};
+  static const char* const kArchs[] = {"llama",  "qwen2",  "qwen3", "qwen3moe", "gemma",
+                                       "gemma2", "gemma3", "phi3",  "deepseek2"};
   if (std::find(std::begin(kArchs), std::end(kArchs), o.arch) == std::end(kArchs))
     throw Error("synth: unknown architecture '" + o.arch +
-                "' (valid: llama, qwen2, qwen3, qwen3moe, gemma, gemma2, gemma3, phi3)");
+                "' (valid: llama, qwen2, qwen3, qwen3moe, gemma, gemma2, gemma3, phi3, deepseek2)");
   if (o.arch == "qwen3moe" && o.experts == 0) throw Error("synth: qwen3moe needs --experts");
-  if (o.experts > 0 && o.arch != "llama" && o.arch != "qwen3moe")
+  if (o.experts > 0 && o.arch != "llama" && o.arch != "qwen3moe" && o.arch != "deepseek2")
     throw Error("synth: " + o.arch + " has no experts here");
   if (o.experts < 0 || o.experts > 1024)
     throw Error("synth: --experts " + std::to_string(o.experts) + " is out of range (0..1024)");
@@ -85,6 +85,28 @@ void check_shape(const SynthOptions& o) {
   if (o.window > (int64_t(1) << 24)) throw Error("synth: --window is out of range");
   if (o.window == 0 && o.arch.rfind("gemma", 0) == 0 && o.arch != "gemma")
     throw Error("synth: " + o.arch + " needs a window (--window > 0)");
+  if (o.arch == "deepseek2") {
+    positive(o.kv_lora, "--kv-lora");
+    positive(o.nope_dim, "--nope-dim");
+    positive(o.v_dim, "--v-dim");
+    if (o.rope_dim <= 0 || o.rope_dim % 2 != 0 || o.rope_dim > 1024)
+      throw Error("synth: --rope-dim must be even and in 2..1024");
+    if (o.q_lora < 0 || o.q_lora > 65536 || o.kv_lora > 65536)
+      throw Error("synth: --q-lora / --kv-lora must be in 0..65536");
+    if (o.dense_lead < 0 || o.dense_lead > o.layers)
+      throw Error("synth: --dense-lead must be in 0..--layers");
+    if (o.shared_experts < 0 || o.shared_experts > 64)
+      throw Error("synth: --shared-experts must be in 0..64");
+    if (o.gating != "softmax" && o.gating != "sigmoid")
+      throw Error("synth: --gating must be softmax or sigmoid");
+    if (o.experts > 0 && (o.expert_groups < 1 || o.experts % o.expert_groups != 0 ||
+                          o.expert_groups_used < 1 || o.expert_groups_used > o.expert_groups ||
+                          o.expert_groups_used * (o.experts / o.expert_groups) < o.experts_used))
+      throw Error(
+          "synth: --expert-groups must divide --experts, and --expert-groups-used (in "
+          "1..groups) must leave at least --experts-used experts");
+    return;
+  }
   if (o.heads % o.kv_heads != 0)
     throw Error("synth: --heads " + std::to_string(o.heads) + " is not a multiple of --kv-heads " +
                 std::to_string(o.kv_heads));
@@ -102,8 +124,10 @@ SynthResult synth_model(const SynthOptions& o) {
   check_shape(o);
   const QuantMix& mix = parse_mix(o.type);
   const int64_t hd = o.head_dim ? o.head_dim : o.dim / o.heads;
-  const int64_t q_dim = o.heads * hd, kv_dim = o.kv_heads * hd;
-  const bool qwen = o.arch != "llama";
+  const bool ds = o.arch == "deepseek2";
+  const int64_t q_dim = ds ? o.heads * (o.nope_dim + o.rope_dim) : o.heads * hd;
+  const int64_t kv_dim = o.kv_heads * hd;
+  const bool qwen = o.arch.rfind("qwen", 0) == 0;
   const bool gemma = o.arch.rfind("gemma", 0) == 0, phi3 = o.arch == "phi3";
   const bool tied = o.tied || gemma;  // gemma's files have no output.weight
 
@@ -128,14 +152,21 @@ SynthResult synth_model(const SynthOptions& o) {
   set(a + "feed_forward_length", u32(uint64_t(o.ffn)));
   set(a + "block_count", u32(uint64_t(o.layers)));
   set(a + "attention.head_count", u32(uint64_t(o.heads)));
-  set(a + "attention.head_count_kv", u32(uint64_t(o.kv_heads)));
-  if (q_dim != o.dim) {  // otherwise implied, and older readers do not expect the keys
+  set(a + "attention.head_count_kv", u32(uint64_t(ds ? o.heads : o.kv_heads)));
+  if (ds) {
+    set(a + "attention.key_length", u32(uint64_t(o.nope_dim + o.rope_dim)));
+    set(a + "attention.value_length", u32(uint64_t(o.v_dim)));
+    if (o.q_lora > 0) set(a + "attention.q_lora_rank", u32(uint64_t(o.q_lora)));
+    set(a + "attention.kv_lora_rank", u32(uint64_t(o.kv_lora)));
+    set(a + "leading_dense_block_count", u32(uint64_t(o.dense_lead)));
+    // Released files carry it (llama.cpp requires it); without YaRN scaling it changes nothing.
+    set(a + "rope.scaling.yarn_log_multiplier", gguf::Writer::make_f32(0.1f));
+  } else if (q_dim != o.dim) {  // otherwise implied, and older readers do not expect the keys
     set(a + "attention.key_length", u32(uint64_t(hd)));
     set(a + "attention.value_length", u32(uint64_t(hd)));
   }
-  set(a + "rope.dimension_count", u32(uint64_t(hd)));
-  const bool base_1e6 = o.arch.rfind("qwen", 0) == 0 || o.arch == "gemma3";
-  set(a + "rope.freq_base", gguf::Writer::make_f32(base_1e6 ? 1e6f : 1e4f));
+  set(a + "rope.dimension_count", u32(uint64_t(ds ? o.rope_dim : hd)));
+  set(a + "rope.freq_base", gguf::Writer::make_f32(qwen || o.arch == "gemma3" ? 1e6f : 1e4f));
   set(a + "attention.layer_norm_rms_epsilon", gguf::Writer::make_f32(qwen ? 1e-6f : 1e-5f));
   // The values of the released models: Gemma 2's window and soft-caps, Gemma 3's window,
   // Phi-3 without a window (as Phi-4; 0 says so).
@@ -155,6 +186,18 @@ SynthResult synth_model(const SynthOptions& o) {
     set(a + "expert_count", u32(uint64_t(o.experts)));
     set(a + "expert_used_count", u32(uint64_t(o.experts_used)));
     set(a + "expert_feed_forward_length", u32(uint64_t(ffn_exp)));
+    if (ds) {
+      const bool sigmoid = o.gating == "sigmoid";
+      set(a + "expert_shared_count", u32(uint64_t(o.shared_experts)));
+      set(a + "expert_weights_scale", gguf::Writer::make_f32(sigmoid ? 2.5f : 1.0f));
+      gguf::Value norm;
+      norm.type = gguf::ValueType::BOOL;
+      norm.b = sigmoid;
+      set(a + "expert_weights_norm", norm);
+      set(a + "expert_gating_func", u32(sigmoid ? 2 : 1));
+      set(a + "expert_group_count", u32(uint64_t(o.expert_groups)));
+      set(a + "expert_group_used_count", u32(uint64_t(o.expert_groups_used)));
+    }
   }
   for (const auto& [key, value] : vocab->metadata())
     if (key.rfind("tokenizer.", 0) == 0) set(key, value);
@@ -181,6 +224,44 @@ SynthResult synth_model(const SynthOptions& o) {
   for (int64_t l = 0; l < o.layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     vec(p + "attn_norm.weight", o.dim, 0, 1);
+    if (ds) {
+      if (o.q_lora > 0) {
+        matrix(p + "attn_q_a.weight", o.dim, o.q_lora, inv_sqrt(o.dim));
+        vec(p + "attn_q_a_norm.weight", o.q_lora, 0, 1);
+        matrix(p + "attn_q_b.weight", o.q_lora, q_dim, inv_sqrt(o.q_lora));
+      } else {
+        matrix(p + "attn_q.weight", o.dim, q_dim, inv_sqrt(o.dim));
+      }
+      matrix(p + "attn_kv_a_mqa.weight", o.dim, o.kv_lora + o.rope_dim, inv_sqrt(o.dim));
+      vec(p + "attn_kv_a_norm.weight", o.kv_lora, 0, 1);
+      matrix(p + "attn_kv_b.weight", o.kv_lora, o.heads * (o.nope_dim + o.v_dim),
+             inv_sqrt(o.kv_lora));
+      matrix(p + "attn_output.weight", o.heads * o.v_dim, o.dim, inv_sqrt(o.heads * o.v_dim));
+      vec(p + "ffn_norm.weight", o.dim, 0, 1);
+      if (o.experts == 0 || l < o.dense_lead) {
+        matrix(p + "ffn_gate.weight", o.dim, o.ffn, inv_sqrt(o.dim));
+        matrix(p + "ffn_up.weight", o.dim, o.ffn, inv_sqrt(o.dim));
+        matrix(p + "ffn_down.weight", o.ffn, o.dim, inv_sqrt(o.ffn));
+        continue;
+      }
+      plan.push_back(
+          {{p + "ffn_gate_inp.weight", DType::F32, {o.dim, o.experts}}, inv_sqrt(o.dim), 0});
+      if (o.gating == "sigmoid") vec(p + "exp_probs_b.bias", o.experts, 0.01f, 0);
+      auto stacked = [&](const std::string& name, int64_t in, int64_t out, float std) {
+        const TypeChoice c = choose_type(mix, name, {in, out}, shape, o.pure);
+        plan.push_back({{name, c.type, {in, out, o.experts}}, std, 0});
+      };
+      stacked(p + "ffn_gate_exps.weight", o.dim, ffn_exp, inv_sqrt(o.dim));
+      stacked(p + "ffn_up_exps.weight", o.dim, ffn_exp, inv_sqrt(o.dim));
+      stacked(p + "ffn_down_exps.weight", ffn_exp, o.dim, inv_sqrt(ffn_exp));
+      if (o.shared_experts > 0) {
+        const int64_t sh = ffn_exp * o.shared_experts;
+        matrix(p + "ffn_gate_shexp.weight", o.dim, sh, inv_sqrt(o.dim));
+        matrix(p + "ffn_up_shexp.weight", o.dim, sh, inv_sqrt(o.dim));
+        matrix(p + "ffn_down_shexp.weight", sh, o.dim, inv_sqrt(sh));
+      }
+      continue;
+    }
     if (phi3) {
       matrix(p + "attn_qkv.weight", o.dim, q_dim + 2 * kv_dim, inv_sqrt(o.dim));
     } else {
