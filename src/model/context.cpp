@@ -70,7 +70,6 @@ Context::Context(const Model& model, const ContextParams& params)
     mla_q_.resize(nb * size_t(H * R));
     mla_qh_.resize(nb * size_t(H * R));
     mla_o_.resize(nb * size_t(H * cfg_.kv_lora_rank));
-    mla_rows_.assign(size_t(pool_.size()), std::vector<float>(size_t(cfg_.kv_lora_rank)));
     scores_.resize(size_t(pool_.size()) * size_t(std::min<int64_t>(H, kMlaHeadsPerJob)) *
                    size_t(kv_.n_ctx()));
   }
@@ -667,31 +666,20 @@ void Context::mla_attention(int64_t layer, const int32_t* pos, const int32_t* se
     rope_inplace(&q_[size_t(t * Q + N)], int(H), int(Dk), pos[t], rope);
     kernels::f32_to_f16_row(kv, reinterpret_cast<uint16_t*>(kv_.k_at(layer, seq[t], pos[t])), R);
   }
-  auto per_head = [&](const ThreadPool::Body& body) {
-    if (serial_attention_ || n * H * C * (N + V) < kAttnParallelMinWork)
-      body(0, H, 0);
-    else
-      pool_.parallel_for(H, body);
-  };
-  // Absorbed queries: [W_k^T q_nope, q_pe] per token and head.
-  per_head([&](int64_t b, int64_t e, int tid) {
-    float* row = mla_rows_[size_t(tid)].data();
-    for (int64_t h = b; h < e; ++h) {
-      for (int64_t t = 0; t < n; ++t) {
-        float* dst = &mla_q_[size_t((t * H + h) * R)];
-        std::fill_n(dst, C, 0.0f);
-        std::copy_n(&q_[size_t(t * Q + h * Dk + N)], P, dst + C);
-      }
-      for (int64_t i = 0; i < N; ++i) {
-        dequantize_row(L.wkv_b.type, L.wkv_b.row(h * (N + V) + i), row, C);
-        for (int64_t t = 0; t < n; ++t) {
-          const float a = q_[size_t(t * Q + h * Dk + i)];
-          float* dst = &mla_q_[size_t((t * H + h) * R)];
-          for (int64_t k = 0; k < C; ++k) dst[k] += a * row[k];
-        }
-      }
+  // Absorbed queries: [W_k^T q_nope, q_pe] per token and head, W_k^T q_nope as a matrix
+  // product with the transposed copy made at load.
+  if (mla_in_.size() < size_t(n * std::max(N, C))) mla_in_.resize(size_t(n * std::max(N, C)));
+  if (mla_out_.size() < size_t(n * std::max(C, V))) mla_out_.resize(size_t(n * std::max(C, V)));
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t t = 0; t < n; ++t)
+      std::copy_n(&q_[size_t(t * Q + h * Dk)], N, &mla_in_[size_t(t * N)]);
+    matmul(pool_, L.wk_t[size_t(h)], mla_in_.data(), n, mla_out_.data(), act_);
+    for (int64_t t = 0; t < n; ++t) {
+      float* dst = &mla_q_[size_t((t * H + h) * R)];
+      std::copy_n(&mla_out_[size_t(t * C)], C, dst);
+      std::copy_n(&q_[size_t(t * Q + h * Dk + N)], P, dst + C);
     }
-  });
+  }
   kernels::f32_to_f16_row(mla_q_.data(), mla_qh_.data(), n * H * R);
   const float mscale = 1.0f + c.yarn_log_mul * std::log(1.0f / c.rope_freq_scale);
   const float scale = mscale * mscale / std::sqrt(float(Dk));
@@ -721,19 +709,13 @@ void Context::mla_attention(int64_t layer, const int32_t* pos, const int32_t* se
     }
   });
   // Values: W_v o per token and head, into att_ (n x n_head x v_dim).
-  per_head([&](int64_t b, int64_t e, int tid) {
-    float* row = mla_rows_[size_t(tid)].data();
-    for (int64_t h = b; h < e; ++h)
-      for (int64_t d = 0; d < V; ++d) {
-        dequantize_row(L.wkv_b.type, L.wkv_b.row(h * (N + V) + N + d), row, C);
-        for (int64_t t = 0; t < n; ++t) {
-          const float* o = &mla_o_[size_t((t * H + h) * C)];
-          float acc = 0;
-          for (int64_t k = 0; k < C; ++k) acc += row[k] * o[k];
-          att_[size_t(t * H * V + h * V + d)] = acc;
-        }
-      }
-  });
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t t = 0; t < n; ++t)
+      std::copy_n(&mla_o_[size_t((t * H + h) * C)], C, &mla_in_[size_t(t * C)]);
+    matmul(pool_, L.wv_head[size_t(h)], mla_in_.data(), n, mla_out_.data(), act_);
+    for (int64_t t = 0; t < n; ++t)
+      std::copy_n(&mla_out_[size_t(t * V)], V, &att_[size_t(t * H * V + h * V)]);
+  }
 }
 
 void Context::run_attention_jobs(int64_t jobs, int64_t work, const ThreadPool::Body& job) {

@@ -145,8 +145,8 @@ class Context {
   // head kv_lora + rope values, in float and fp16), the heads' output latents, per-thread rows.
   std::vector<float> mla_qa_, mla_kv_, mla_q_, mla_o_;
   std::vector<uint16_t> mla_qh_;
-  std::vector<std::vector<float>> mla_rows_;
-  std::vector<float> logits_;  // grows to the most outputs one batch asked for
+  std::vector<float> mla_in_, mla_out_;  // one head's inputs and outputs for all tokens
+  std::vector<float> logits_;            // grows to the most outputs one batch asked for
   std::vector<int32_t> seq_fill_, seq_from_;
   int64_t n_out_ = 0;
   bool serial_attention_ = false;  // see kSmallModelBytes in context.cpp

@@ -100,6 +100,34 @@ void bind_mla(Binder& b, const std::string& p, const ModelConfig& c, LayerWeight
   L.wkv_b =
       b.matrix(p + "attn_kv_b.weight", c.kv_lora_rank, c.n_head * (c.qk_nope() + c.v_head_dim));
   L.wo = b.matrix(p + "attn_output.weight", c.attn_out_dim(), c.n_embd);
+  // The per-head views and W_k's transposed copy (see LayerWeights).
+  const int64_t H = c.n_head, N = c.qk_nope(), V = c.v_head_dim, C = c.kv_lora_rank;
+  const WeightView& kvb = L.wkv_b;
+  const bool is_float = kvb.type == DType::F32 || kvb.type == DType::F16 || kvb.type == DType::BF16;
+  const DType t = !is_float && N % 32 == 0 ? DType::Q8_0 : DType::F32;
+  const size_t rb = row_bytes(t, N);
+  L.wk_t_data.resize(size_t(H * C) * rb);
+  std::vector<float> wk(size_t(N * C)), col(static_cast<size_t>(N));
+  for (int64_t h = 0; h < H; ++h) {
+    WeightView v = kvb;
+    v.data = kvb.row(h * (N + V) + N);
+    v.rows = V;
+    L.wv_head.push_back(v);
+    for (int64_t i = 0; i < N; ++i)
+      dequantize_row(kvb.type, kvb.row(h * (N + V) + i), &wk[size_t(i * C)], C);
+    uint8_t* dst = L.wk_t_data.data() + size_t(h * C) * rb;
+    for (int64_t k = 0; k < C; ++k) {
+      for (int64_t i = 0; i < N; ++i) col[size_t(i)] = wk[size_t(i * C + k)];
+      quantize_row(t, col.data(), dst + size_t(k) * rb, N);
+    }
+    WeightView w;
+    w.type = t;
+    w.data = dst;
+    w.cols = N;
+    w.rows = C;
+    w.row_stride = rb;
+    L.wk_t.push_back(w);
+  }
 }
 
 }  // namespace
@@ -233,8 +261,11 @@ template <class F>
 void each_matrix(const LayerWeights& L, F f) {
   for (const WeightView* w :
        {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.gate_inp, &L.sh_gate,
-        &L.sh_up, &L.sh_down, &L.wq_a, &L.wq_b, &L.wkv_a, &L.wkv_b})
+        &L.sh_up, &L.sh_down, &L.wq_a, &L.wq_b, &L.wkv_a})
     f(*w, false);
+  // MLA reads W_v's rows of wkv_b and the transposed W_k copy (not wkv_b's W_k rows).
+  for (const auto* v : {&L.wv_head, &L.wk_t})
+    for (const WeightView& w : *v) f(w, false);
   for (const auto* v : {&L.exp_gate, &L.exp_up, &L.exp_down})
     for (const WeightView& w : *v) f(w, true);
 }

@@ -38,6 +38,11 @@ struct LayerWeights {
   // by rows (absorbed into q) and W_v per head.
   WeightView wq_a, wq_b, wkv_a, wkv_b;
   std::vector<float> q_a_norm, kv_a_norm;
+  // Per head, for the absorbed products as matrix products: wv_head[h] is W_v (v_dim rows of
+  // wkv_b), wk_t[h] is W_k transposed (kv_lora rows of nope), a copy made at load into
+  // wk_t_data, in F32 for float weights (exact) and Q8_0 for quantized ones (whole blocks).
+  std::vector<WeightView> wv_head, wk_t;
+  std::vector<uint8_t> wk_t_data;
 };
 
 class Model {
